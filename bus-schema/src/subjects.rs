@@ -1,0 +1,91 @@
+//! NATS subjects and header names. Every subject in AgentCRM is built here.
+
+use crate::error::ValidationError;
+use crate::stream::{StreamId, validate_id};
+
+/// Name of the JetStream stream that holds canonical events.
+pub const EVENTS_STREAM: &str = "CRM_EVENTS";
+/// Name of the JetStream work-queue stream that holds raw, unmasked intake.
+pub const INGEST_STREAM: &str = "CRM_INGEST";
+
+/// Deduplication id (JetStream).
+pub const HEADER_MSG_ID: &str = "Nats-Msg-Id";
+/// Optimistic concurrency on the subject's last sequence (JetStream).
+pub const HEADER_EXPECTED_LAST_SUBJECT_SEQUENCE: &str = "Nats-Expected-Last-Subject-Sequence";
+/// The payload's type, so a consumer can route without decoding.
+pub const HEADER_EVENT_TYPE: &str = "Crm-Event-Type";
+
+const EVENTS_PREFIX: &str = "crm.evt";
+const INGEST_PREFIX: &str = "crm.ingest";
+
+/// A NATS subject built by this module.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Subject(String);
+
+impl Subject {
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    pub fn into_string(self) -> String {
+        self.0
+    }
+}
+
+impl std::fmt::Display for Subject {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// `crm.evt.<aggregate>.<id>`: the canonical events of one stream.
+pub fn event(stream: &StreamId) -> Subject {
+    Subject(format!("{EVENTS_PREFIX}.{}.{}", stream.aggregate(), stream.id()))
+}
+
+/// `crm.evt.>`: every canonical event.
+pub fn all_events() -> Subject {
+    Subject(format!("{EVENTS_PREFIX}.>"))
+}
+
+/// `crm.evt.<aggregate>.*`: every stream of one aggregate kind.
+pub fn aggregate_events(aggregate: &str) -> Subject {
+    Subject(format!("{EVENTS_PREFIX}.{aggregate}.*"))
+}
+
+/// `crm.ingest.<source>`: raw intake from one source, read only by the masking agent.
+pub fn ingest(source: &str) -> Result<Subject, ValidationError> {
+    validate_id("source", source)?;
+    Ok(Subject(format!("{INGEST_PREFIX}.{source}")))
+}
+
+/// `crm.ingest.>`: all raw intake.
+pub fn all_ingest() -> Subject {
+    Subject(format!("{INGEST_PREFIX}.>"))
+}
+
+/// The stream a canonical event subject belongs to.
+pub fn parse_event(subject: &str) -> Result<StreamId, ValidationError> {
+    let rest = subject
+        .strip_prefix(EVENTS_PREFIX)
+        .and_then(|rest| rest.strip_prefix('.'))
+        .ok_or_else(|| ValidationError::format("subject", "not a `crm.evt.` subject"))?;
+    rest.parse().map_err(|error: ValidationError| ValidationError { field: "subject".into(), ..error })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn builds_and_parses_subjects() {
+        let stream = StreamId::customer("cus_1").unwrap();
+        assert_eq!(event(&stream).as_str(), "crm.evt.customer.cus_1");
+        assert_eq!(parse_event("crm.evt.customer.cus_1").unwrap(), stream);
+        assert_eq!(all_events().as_str(), "crm.evt.>");
+        assert_eq!(ingest("hubspot").unwrap().as_str(), "crm.ingest.hubspot");
+        assert_eq!(ingest("a.b").unwrap_err().field, "source");
+        assert!(parse_event("crm.ingest.x").is_err());
+        assert!(parse_event("crm.evt.customer.a.b").is_err());
+    }
+}
