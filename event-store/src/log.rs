@@ -1,0 +1,142 @@
+//! The event log contract shared by every implementation.
+
+use std::path::PathBuf;
+
+use async_trait::async_trait;
+use bus_schema::{EventEnvelope, ExpectedRevision, RecordedEvent, StreamId, ValidationError};
+use tokio::sync::watch;
+use uuid::Uuid;
+
+/// Why the log could not be read or written.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("data directory {path} is already opened by another process")]
+    Locked { path: PathBuf },
+    #[error("data directory {path} does not exist")]
+    Missing { path: PathBuf },
+    #[error("storage failure: {0}")]
+    Sled(#[from] sled::Error),
+    #[error("I/O failure: {0}")]
+    Io(#[from] std::io::Error),
+    #[error("record at position {position} is corrupt: {reason}")]
+    Corrupt { position: u64, reason: String },
+    #[error("the log is closed")]
+    Closed,
+}
+
+/// Why an append was refused. Nothing was written in any case.
+#[derive(Debug, thiserror::Error)]
+pub enum AppendError {
+    /// Optimistic concurrency: the stream moved on since the writer read it.
+    #[error("stream {stream} is at revision {actual}, expected {expected}")]
+    Conflict {
+        stream: StreamId,
+        expected: ExpectedRevision,
+        actual: u64,
+    },
+    /// Some, but not all, of the events were appended before under these ids.
+    #[error("events were partially appended before: {event_id} exists, others do not")]
+    PartialDuplicate { event_id: Uuid },
+    /// An event does not belong to the stream it is appended to, or is invalid.
+    #[error(transparent)]
+    Invalid(#[from] ValidationError),
+    /// A replicated event's position is not after the log's head.
+    #[error("position {position} is not after the head {head}")]
+    OutOfOrder { position: u64, head: u64 },
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+impl AppendError {
+    /// The stream's actual revision, when this is a conflict.
+    pub fn actual_revision(&self) -> Option<u64> {
+        match self {
+            Self::Conflict { actual, .. } => Some(*actual),
+            _ => None,
+        }
+    }
+}
+
+/// What a successful append did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AppendOutcome {
+    /// The global position of each event, in order.
+    pub positions: Vec<u64>,
+    /// True when every event was already stored: nothing was written and the
+    /// original positions are returned.
+    pub duplicate: bool,
+}
+
+impl AppendOutcome {
+    /// The stream's revision after the append (the last event's position).
+    pub fn revision(&self) -> u64 {
+        self.positions.last().copied().unwrap_or(0)
+    }
+}
+
+/// An append-only, totally ordered log of events.
+///
+/// Positions are global, 1-based and strictly increasing (gaps are allowed where
+/// positions come from JetStream). A stream's revision is the position of its
+/// last event, 0 when it has none. Reads only ever see durable events.
+#[async_trait]
+pub trait EventLog: Send + Sync + 'static {
+    /// Appends `events` to `stream` if its revision satisfies `expected`; returns
+    /// only once they are durable. Idempotent by `event_id`: appending events that
+    /// are all stored already returns their original positions and writes nothing.
+    async fn append(
+        &self,
+        stream: &StreamId,
+        expected: ExpectedRevision,
+        events: Vec<EventEnvelope>,
+    ) -> Result<AppendOutcome, AppendError>;
+
+    /// Stores an event at a position chosen elsewhere (the JetStream sequence, in
+    /// distributed mode). A known `event_id` is skipped and reported as a duplicate.
+    async fn append_at(
+        &self,
+        position: u64,
+        event: EventEnvelope,
+    ) -> Result<AppendOutcome, AppendError>;
+
+    /// Events of one stream with position >= `from`, at most `limit`.
+    fn read_stream(
+        &self,
+        stream: &StreamId,
+        from: u64,
+        limit: usize,
+    ) -> Result<Vec<RecordedEvent>, StoreError>;
+
+    /// Events of every stream with position >= `from`, at most `limit`.
+    fn read_all(&self, from: u64, limit: usize) -> Result<Vec<RecordedEvent>, StoreError>;
+
+    /// The stream's revision (position of its last event; 0 = none).
+    fn stream_revision(&self, stream: &StreamId) -> Result<u64, StoreError>;
+
+    /// Where an event is stored, from the permanent `event_id` index.
+    fn position_of(&self, event_id: Uuid) -> Result<Option<u64>, StoreError>;
+
+    /// The position of the last durable event (0 = empty).
+    fn head(&self) -> u64;
+
+    /// Follows the durable head.
+    fn watch_head(&self) -> watch::Receiver<u64>;
+}
+
+/// Checks that every event belongs to `stream` and is valid.
+pub(crate) fn check_events(stream: &StreamId, events: &[EventEnvelope]) -> Result<(), AppendError> {
+    for event in events {
+        if &event.stream != stream {
+            return Err(ValidationError::format(
+                "stream",
+                format!(
+                    "event {} belongs to {}, not {stream}",
+                    event.event_id, event.stream
+                ),
+            )
+            .into());
+        }
+        event.validate()?;
+    }
+    Ok(())
+}

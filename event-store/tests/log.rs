@@ -1,0 +1,451 @@
+//! The event log contract, run against the sled log and the in-memory log.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+
+use bus_schema::{
+    ActivityKind, ActivityLogged, Actor, ActorKind, Channel, CustomerRegistered, EventEnvelope,
+    EventPayload, ExpectedRevision, InteractionRecorded, StreamId,
+};
+use chrono::Utc;
+use event_store::log::AppendError;
+use event_store::verify::{Verdict, verify};
+use event_store::{
+    CatchUpSubscription, EventLog, MemoryEventLog, ReadModels, SledEventLog, SledOptions, SledStore,
+};
+
+fn customer(id: &str) -> StreamId {
+    StreamId::customer(id).unwrap()
+}
+
+fn registered(id: &str) -> EventEnvelope {
+    EventEnvelope::new(
+        customer(id),
+        Actor::new(ActorKind::Human, "alice"),
+        EventPayload::CustomerRegistered(CustomerRegistered {
+            customer_id: id.into(),
+            name: format!("Customer {id}"),
+            email: String::new(),
+            phone: String::new(),
+            company: "Acme".into(),
+            owner: "alice".into(),
+            stage: "lead".into(),
+        }),
+    )
+}
+
+fn interaction(id: &str, n: usize) -> EventEnvelope {
+    EventEnvelope::new(
+        customer(id),
+        Actor::new(ActorKind::Integration, "default"),
+        EventPayload::InteractionRecorded(InteractionRecorded {
+            interaction_id: format!("int_{n}"),
+            customer_id: id.into(),
+            channel: Channel::Email,
+            content: format!("message {n}"),
+            sentiment_score: Some((n % 3) as f64 / 3.0 - 0.5),
+            occurred_at: Utc::now(),
+            source: "default".into(),
+        }),
+    )
+}
+
+fn activity(id: &str) -> EventEnvelope {
+    EventEnvelope::new(
+        customer(id),
+        Actor::new(ActorKind::Integration, "default"),
+        EventPayload::ActivityLogged(ActivityLogged {
+            activity_id: uuid::Uuid::now_v7().to_string(),
+            customer_id: id.into(),
+            kind: ActivityKind::LinkClicked,
+            detail: String::new(),
+            occurred_at: Utc::now(),
+        }),
+    )
+}
+
+fn sled_log() -> (tempfile::TempDir, Arc<SledEventLog>) {
+    let dir = tempfile::tempdir().unwrap();
+    let log = SledEventLog::open(dir.path(), SledOptions::default()).unwrap();
+    (dir, Arc::new(log))
+}
+
+fn logs() -> Vec<(&'static str, Option<tempfile::TempDir>, Arc<dyn EventLog>)> {
+    let (dir, log) = sled_log();
+    vec![
+        ("memory", None, Arc::new(MemoryEventLog::new())),
+        ("sled", Some(dir), log),
+    ]
+}
+
+#[tokio::test]
+async fn appends_read_back_in_order_with_revisions() {
+    for (name, _dir, log) in logs() {
+        let stream = customer("c1");
+        let first = log
+            .append(&stream, ExpectedRevision::NoStream, vec![registered("c1")])
+            .await
+            .unwrap();
+        assert_eq!(first.positions, vec![1], "{name}");
+        let other = log
+            .append(
+                &customer("c2"),
+                ExpectedRevision::Any,
+                vec![registered("c2")],
+            )
+            .await
+            .unwrap();
+        assert_eq!(other.positions, vec![2]);
+        let next = log
+            .append(
+                &stream,
+                ExpectedRevision::Exact(1),
+                vec![interaction("c1", 1), interaction("c1", 2)],
+            )
+            .await
+            .unwrap();
+        assert_eq!(next.positions, vec![3, 4]);
+        assert_eq!(log.stream_revision(&stream).unwrap(), 4);
+        assert_eq!(log.head(), 4);
+        let positions: Vec<_> = log
+            .read_stream(&stream, 0, 100)
+            .unwrap()
+            .iter()
+            .map(|e| e.position)
+            .collect();
+        assert_eq!(positions, vec![1, 3, 4], "{name}");
+        let positions: Vec<_> = log
+            .read_stream(&stream, 3, 100)
+            .unwrap()
+            .iter()
+            .map(|e| e.position)
+            .collect();
+        assert_eq!(positions, vec![3, 4]);
+        let all: Vec<_> = log
+            .read_all(2, 2)
+            .unwrap()
+            .iter()
+            .map(|e| e.position)
+            .collect();
+        assert_eq!(all, vec![2, 3]);
+    }
+}
+
+#[tokio::test]
+async fn stale_revision_conflicts_with_the_actual_one_and_writes_nothing() {
+    for (name, _dir, log) in logs() {
+        let stream = customer("c1");
+        log.append(&stream, ExpectedRevision::NoStream, vec![registered("c1")])
+            .await
+            .unwrap();
+        let error = log
+            .append(
+                &stream,
+                ExpectedRevision::NoStream,
+                vec![interaction("c1", 1)],
+            )
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(error, AppendError::Conflict { actual: 1, .. }),
+            "{name}: {error}"
+        );
+        let error = log
+            .append(
+                &stream,
+                ExpectedRevision::Exact(7),
+                vec![interaction("c1", 1)],
+            )
+            .await
+            .unwrap_err();
+        assert_eq!(error.actual_revision(), Some(1));
+        assert_eq!(log.head(), 1, "{name}");
+    }
+}
+
+#[tokio::test]
+async fn the_same_event_twice_is_stored_once() {
+    for (name, _dir, log) in logs() {
+        let stream = customer("c1");
+        let event = registered("c1");
+        let first = log
+            .append(&stream, ExpectedRevision::NoStream, vec![event.clone()])
+            .await
+            .unwrap();
+        // A retry after a lost acknowledgement: the revision moved, yet the answer
+        // is the original position, not a conflict.
+        let again = log
+            .append(&stream, ExpectedRevision::NoStream, vec![event.clone()])
+            .await
+            .unwrap();
+        assert!(again.duplicate, "{name}");
+        assert_eq!(again.positions, first.positions);
+        let at = log.append_at(10, event.clone()).await.unwrap();
+        assert!(at.duplicate);
+        assert_eq!(log.head(), 1);
+        let mixed = log
+            .append(
+                &stream,
+                ExpectedRevision::Any,
+                vec![event, interaction("c1", 1)],
+            )
+            .await;
+        assert!(
+            matches!(mixed, Err(AppendError::PartialDuplicate { .. })),
+            "{name}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn idempotency_survives_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let event = registered("c1");
+    {
+        let log = SledEventLog::open(dir.path(), SledOptions::default()).unwrap();
+        log.append(
+            &customer("c1"),
+            ExpectedRevision::NoStream,
+            vec![event.clone()],
+        )
+        .await
+        .unwrap();
+        log.close().unwrap();
+    }
+    let log = SledEventLog::open(dir.path(), SledOptions::default()).unwrap();
+    let again = log
+        .append(&customer("c1"), ExpectedRevision::Any, vec![event.clone()])
+        .await
+        .unwrap();
+    assert!(again.duplicate);
+    assert_eq!(again.positions, vec![1]);
+    assert_eq!(log.head(), 1);
+    assert_eq!(log.position_of(event.event_id).unwrap(), Some(1));
+}
+
+#[tokio::test]
+async fn events_for_another_stream_are_refused() {
+    for (_, _dir, log) in logs() {
+        let error = log
+            .append(
+                &customer("c1"),
+                ExpectedRevision::Any,
+                vec![registered("c2")],
+            )
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(error, AppendError::Invalid(ref e) if e.field == "stream"),
+            "{error}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn replicated_positions_keep_gaps_and_refuse_going_back() {
+    for (name, _dir, log) in logs() {
+        log.append_at(5, registered("c1")).await.unwrap();
+        log.append_at(9, interaction("c1", 1)).await.unwrap();
+        assert_eq!(log.stream_revision(&customer("c1")).unwrap(), 9, "{name}");
+        let error = log.append_at(7, registered("c2")).await.unwrap_err();
+        assert!(
+            matches!(
+                error,
+                AppendError::OutOfOrder {
+                    position: 7,
+                    head: 9
+                }
+            ),
+            "{name}"
+        );
+        let all: Vec<_> = log
+            .read_all(0, 10)
+            .unwrap()
+            .iter()
+            .map(|e| e.position)
+            .collect();
+        assert_eq!(all, vec![5, 9]);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_writers_never_lose_an_update() {
+    for (name, _dir, log) in logs() {
+        let stream = customer("hot");
+        let writers = 16;
+        let per_writer = 20;
+        let mut tasks = Vec::new();
+        for writer in 0..writers {
+            let log = log.clone();
+            let stream = stream.clone();
+            tasks.push(tokio::spawn(async move {
+                let mut wins = Vec::new();
+                let mut conflicts = 0;
+                while wins.len() < per_writer {
+                    let revision = log.stream_revision(&stream).unwrap();
+                    let expected = ExpectedRevision::from_revision(revision);
+                    match log
+                        .append(&stream, expected, vec![interaction("hot", writer)])
+                        .await
+                    {
+                        Ok(outcome) => wins.push((revision, outcome.revision())),
+                        Err(AppendError::Conflict { actual, .. }) => {
+                            assert_ne!(actual, revision);
+                            conflicts += 1;
+                        }
+                        Err(other) => panic!("{other}"),
+                    }
+                }
+                (wins, conflicts)
+            }));
+        }
+        let mut based_on = BTreeSet::new();
+        for task in tasks {
+            let (wins, _) = task.await.unwrap();
+            for (revision, _) in wins {
+                // Exactly one writer wins each revision.
+                assert!(
+                    based_on.insert(revision),
+                    "{name}: two writers won revision {revision}"
+                );
+            }
+        }
+        let events = log.read_stream(&stream, 0, usize::MAX).unwrap();
+        assert_eq!(events.len(), writers * per_writer, "{name}: lost updates");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn catch_up_subscription_switches_to_live_without_gap_or_duplicate() {
+    for (name, _dir, log) in logs() {
+        for n in 0..300 {
+            log.append(
+                &customer("c1"),
+                ExpectedRevision::Any,
+                vec![interaction("c1", n)],
+            )
+            .await
+            .unwrap();
+        }
+        let writer = {
+            let log = log.clone();
+            tokio::spawn(async move {
+                for n in 300..600 {
+                    log.append(
+                        &customer("c1"),
+                        ExpectedRevision::Any,
+                        vec![interaction("c1", n)],
+                    )
+                    .await
+                    .unwrap();
+                }
+            })
+        };
+        let mut subscription = CatchUpSubscription::new(log.clone(), 0);
+        let mut expected = 1;
+        while expected <= 600 {
+            let event = subscription.next().await.unwrap().unwrap();
+            assert_eq!(event.position, expected, "{name}");
+            expected += 1;
+        }
+        writer.await.unwrap();
+        assert!(subscription.try_next().unwrap().is_none());
+    }
+}
+
+#[tokio::test]
+async fn a_changed_byte_breaks_verify_at_that_position() {
+    let (_dir, log) = sled_log();
+    for n in 0..10 {
+        log.append(
+            &customer("c1"),
+            ExpectedRevision::Any,
+            vec![interaction("c1", n)],
+        )
+        .await
+        .unwrap();
+    }
+    assert!(matches!(
+        verify(&log).unwrap(),
+        Verdict::Intact {
+            records: 10,
+            head: 10,
+            ..
+        }
+    ));
+    let (_, record) = log.raw_records(6).next().unwrap().unwrap();
+    let mut bytes = prost::Message::encode_to_vec(&record);
+    let last = bytes.len() - 3;
+    bytes[last] ^= 0x01;
+    log.overwrite_record_for_test(6, &bytes).unwrap();
+    match verify(&log).unwrap() {
+        Verdict::Broken { position, .. } => assert_eq!(position, 6),
+        intact => panic!("tampering went unnoticed: {intact:?}"),
+    }
+}
+
+#[tokio::test]
+async fn a_second_process_cannot_open_the_same_directory() {
+    let (dir, _log) = sled_log();
+    match SledEventLog::open(dir.path(), SledOptions::default()) {
+        Err(event_store::StoreError::Locked { .. }) => {}
+        Err(other) => panic!("wrong error: {other}"),
+        Ok(_) => panic!("opened twice"),
+    }
+    let missing = dir.path().join("nope");
+    let options = SledOptions {
+        create: false,
+        ..SledOptions::default()
+    };
+    assert!(matches!(
+        SledEventLog::open(&missing, options),
+        Err(event_store::StoreError::Missing { .. })
+    ));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn live_read_models_equal_a_replay() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SledStore::open(dir.path(), SledOptions::default()).unwrap();
+    let log = store.log_dyn();
+    let (stop, shutdown) = tokio::sync::watch::channel(false);
+    let runner = tokio::spawn(store.read_models.clone().run(log.clone(), shutdown));
+    for c in 0..20 {
+        let id = format!("c{c}");
+        log.append(
+            &customer(&id),
+            ExpectedRevision::NoStream,
+            vec![registered(&id)],
+        )
+        .await
+        .unwrap();
+        for n in 0..5 {
+            log.append(
+                &customer(&id),
+                ExpectedRevision::Any,
+                vec![interaction(&id, n), activity(&id)],
+            )
+            .await
+            .unwrap();
+        }
+    }
+    store.read_models.customer360.wait_for(log.head()).await;
+    let row = store.read_models.customer360.get("c3").unwrap().unwrap();
+    assert_eq!(row.interactions.len(), 5);
+    assert_eq!(row.activity_counts["link_clicked"], 5);
+    assert_eq!(row.revision, log.stream_revision(&customer("c3")).unwrap());
+    let live = store.read_models.customer360.digest().unwrap();
+    stop.send(true).unwrap();
+    runner.await.unwrap().unwrap();
+
+    let fresh = ReadModels::temporary().unwrap();
+    fresh.customer360.rebuild(&log, &mut |_| {}).unwrap();
+    assert_eq!(fresh.customer360.digest().unwrap(), live);
+    store
+        .read_models
+        .customer360
+        .rebuild(&log, &mut |_| {})
+        .unwrap();
+    assert_eq!(store.read_models.customer360.digest().unwrap(), live);
+}
