@@ -6,7 +6,9 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use crate::error::{DecodeError, ValidationError, ValidationErrorKind};
-use crate::events::{CURRENT_SCHEMA_VERSION, EventPayload, timestamp_from_proto, timestamp_to_proto};
+use crate::events::{
+    CURRENT_SCHEMA_VERSION, EventPayload, timestamp_from_proto, timestamp_to_proto,
+};
 use crate::proto;
 use crate::stream::StreamId;
 
@@ -44,7 +46,10 @@ impl ActorKind {
             Ok(proto::ActorKind::Unspecified) => Err(ValidationError::missing("actor.kind")),
             Err(_) => Err(ValidationError::new(
                 "actor.kind",
-                ValidationErrorKind::UnknownVariant { value: value.to_string(), expected: Self::NAMES },
+                ValidationErrorKind::UnknownVariant {
+                    value: value.to_string(),
+                    expected: Self::NAMES,
+                },
             )),
         }
     }
@@ -60,7 +65,10 @@ pub struct Actor {
 
 impl Actor {
     pub fn new(kind: ActorKind, id: impl Into<String>) -> Self {
-        Self { kind, id: id.into() }
+        Self {
+            kind,
+            id: id.into(),
+        }
     }
 
     pub fn system() -> Self {
@@ -129,13 +137,17 @@ impl EventEnvelope {
         if self.schema_version == 0 {
             return Err(ValidationError::missing("schema_version"));
         }
-        self.payload.validate().map_err(|error| error.within("payload"))?;
+        self.payload
+            .validate()
+            .map_err(|error| error.within("payload"))?;
         if let Some(customer_id) = self.payload.customer_id()
             && (self.stream.aggregate() != "customer" || self.stream.id() != customer_id)
         {
             return Err(ValidationError::format(
                 "stream",
-                format!("a customer event of `{customer_id}` belongs to stream `customer.{customer_id}`"),
+                format!(
+                    "a customer event of `{customer_id}` belongs to stream `customer.{customer_id}`"
+                ),
             ));
         }
         Ok(())
@@ -155,7 +167,10 @@ impl EventEnvelope {
             occurred_at: Some(timestamp_to_proto(self.occurred_at)),
             recorded_at: Some(timestamp_to_proto(self.recorded_at)),
             correlation_id: self.correlation_id.to_string(),
-            causation_id: self.causation_id.map(|id| id.to_string()).unwrap_or_default(),
+            causation_id: self
+                .causation_id
+                .map(|id| id.to_string())
+                .unwrap_or_default(),
             actor: Some(proto::Actor {
                 kind: self.actor.kind.to_proto() as i32,
                 id: self.actor.id.clone(),
@@ -180,13 +195,15 @@ impl EventEnvelope {
                 supported: CURRENT_SCHEMA_VERSION,
             });
         }
-        let actor = message.actor.ok_or_else(|| ValidationError::missing("actor"))?;
-        let payload = EventPayload::decode(&message.event_type, &message.payload).map_err(|error| {
-            match error {
+        let actor = message
+            .actor
+            .ok_or_else(|| ValidationError::missing("actor"))?;
+        let payload = EventPayload::decode(&message.event_type, &message.payload).map_err(
+            |error| match error {
                 DecodeError::Invalid(error) => DecodeError::Invalid(error.within("payload")),
                 other => other,
-            }
-        })?;
+            },
+        )?;
         let envelope = Self {
             event_id: parse_uuid("event_id", &message.event_id)?,
             stream: message.stream.parse()?,
@@ -199,7 +216,10 @@ impl EventEnvelope {
             } else {
                 Some(parse_uuid("causation_id", &message.causation_id)?)
             },
-            actor: Actor { kind: ActorKind::from_proto(actor.kind)?, id: actor.id },
+            actor: Actor {
+                kind: ActorKind::from_proto(actor.kind)?,
+                id: actor.id,
+            },
             payload,
         };
         envelope.validate()?;
@@ -324,7 +344,10 @@ mod tests {
         let envelope = sample();
         assert_eq!(envelope.event_id.get_version_num(), 7);
         assert_eq!(EventEnvelope::decode(&envelope.encode()).unwrap(), envelope);
-        assert_eq!(EventEnvelope::from_json(envelope.to_json()).unwrap(), envelope);
+        assert_eq!(
+            EventEnvelope::from_json(envelope.to_json()).unwrap(),
+            envelope
+        );
     }
 
     #[test]
@@ -335,12 +358,21 @@ mod tests {
         assert_eq!(error.field(), Some("event_id"));
 
         let mut message = sample().to_proto();
-        message.actor = Some(proto::Actor { kind: 0, id: "x".into() });
-        assert_eq!(EventEnvelope::from_proto(message).unwrap_err().field(), Some("actor.kind"));
+        message.actor = Some(proto::Actor {
+            kind: 0,
+            id: "x".into(),
+        });
+        assert_eq!(
+            EventEnvelope::from_proto(message).unwrap_err().field(),
+            Some("actor.kind")
+        );
 
         let mut message = sample().to_proto();
         message.stream = "customer.someone_else".into();
-        assert_eq!(EventEnvelope::from_proto(message).unwrap_err().field(), Some("stream"));
+        assert_eq!(
+            EventEnvelope::from_proto(message).unwrap_err().field(),
+            Some("stream")
+        );
 
         let mut json = sample().to_json();
         json["payload"]["sentiment_score"] = 3.into();

@@ -13,7 +13,10 @@ pub enum ValidationErrorKind {
     /// A number outside its allowed range.
     OutOfRange { min: f64, max: f64, value: f64 },
     /// A value that is not one of the known names.
-    UnknownVariant { value: String, expected: &'static str },
+    UnknownVariant {
+        value: String,
+        expected: &'static str,
+    },
     /// A value with the wrong shape (not a UUID, a bad identifier, ...).
     InvalidFormat { reason: String },
 }
@@ -45,7 +48,10 @@ pub struct ValidationError {
 
 impl ValidationError {
     pub fn new(field: impl Into<String>, kind: ValidationErrorKind) -> Self {
-        Self { field: field.into(), kind }
+        Self {
+            field: field.into(),
+            kind,
+        }
     }
 
     pub fn missing(field: impl Into<String>) -> Self {
@@ -57,7 +63,12 @@ impl ValidationError {
     }
 
     pub fn format(field: impl Into<String>, reason: impl Into<String>) -> Self {
-        Self::new(field, ValidationErrorKind::InvalidFormat { reason: reason.into() })
+        Self::new(
+            field,
+            ValidationErrorKind::InvalidFormat {
+                reason: reason.into(),
+            },
+        )
     }
 
     /// The same error, with its field nested under `prefix`.
@@ -76,8 +87,14 @@ pub enum DecodeError {
     Json(#[from] serde_json::Error),
     #[error(transparent)]
     Invalid(#[from] ValidationError),
-    #[error("schema version {found} of {event_type} is newer than this build understands ({supported})")]
-    UnsupportedSchemaVersion { event_type: String, found: u32, supported: u32 },
+    #[error(
+        "schema version {found} of {event_type} is newer than this build understands ({supported})"
+    )]
+    UnsupportedSchemaVersion {
+        event_type: String,
+        found: u32,
+        supported: u32,
+    },
 }
 
 impl DecodeError {

@@ -66,8 +66,14 @@ pub enum Channel {
 
 impl Channel {
     pub const NAMES: &'static str = "email, phone, social_media, chat, meeting, web";
-    pub const ALL: [Channel; 6] =
-        [Self::Email, Self::Phone, Self::SocialMedia, Self::Chat, Self::Meeting, Self::Web];
+    pub const ALL: [Channel; 6] = [
+        Self::Email,
+        Self::Phone,
+        Self::SocialMedia,
+        Self::Chat,
+        Self::Meeting,
+        Self::Web,
+    ];
 
     pub fn as_str(self) -> &'static str {
         match self {
@@ -82,12 +88,18 @@ impl Channel {
 
     /// Parses a channel name, naming `field` when it is unknown.
     pub fn parse(field: &str, value: &str) -> Result<Self, ValidationError> {
-        Self::ALL.into_iter().find(|channel| channel.as_str() == value).ok_or_else(|| {
-            ValidationError::new(
-                field,
-                ValidationErrorKind::UnknownVariant { value: value.into(), expected: Self::NAMES },
-            )
-        })
+        Self::ALL
+            .into_iter()
+            .find(|channel| channel.as_str() == value)
+            .ok_or_else(|| {
+                ValidationError::new(
+                    field,
+                    ValidationErrorKind::UnknownVariant {
+                        value: value.into(),
+                        expected: Self::NAMES,
+                    },
+                )
+            })
     }
 
     fn to_proto(self) -> proto::Channel {
@@ -112,7 +124,10 @@ impl Channel {
             Ok(proto::Channel::Unspecified) => Err(ValidationError::missing(field)),
             Err(_) => Err(ValidationError::new(
                 field,
-                ValidationErrorKind::UnknownVariant { value: value.to_string(), expected: Self::NAMES },
+                ValidationErrorKind::UnknownVariant {
+                    value: value.to_string(),
+                    expected: Self::NAMES,
+                },
             )),
         }
     }
@@ -176,12 +191,18 @@ impl ActivityKind {
 
     /// Parses an activity name, naming `field` when it is unknown.
     pub fn parse(field: &str, value: &str) -> Result<Self, ValidationError> {
-        Self::ALL.into_iter().find(|kind| kind.as_str() == value).ok_or_else(|| {
-            ValidationError::new(
-                field,
-                ValidationErrorKind::UnknownVariant { value: value.into(), expected: Self::NAMES },
-            )
-        })
+        Self::ALL
+            .into_iter()
+            .find(|kind| kind.as_str() == value)
+            .ok_or_else(|| {
+                ValidationError::new(
+                    field,
+                    ValidationErrorKind::UnknownVariant {
+                        value: value.into(),
+                        expected: Self::NAMES,
+                    },
+                )
+            })
     }
 
     fn to_proto(self) -> proto::ActivityKind {
@@ -201,7 +222,10 @@ impl ActivityKind {
         let kind = proto::ActivityKind::try_from(value).map_err(|_| {
             ValidationError::new(
                 field,
-                ValidationErrorKind::UnknownVariant { value: value.to_string(), expected: Self::NAMES },
+                ValidationErrorKind::UnknownVariant {
+                    value: value.to_string(),
+                    expected: Self::NAMES,
+                },
             )
         })?;
         Self::ALL
@@ -231,7 +255,10 @@ pub enum EventPayload {
     InteractionRecorded(InteractionRecorded),
     ActivityLogged(ActivityLogged),
     /// A type written by a newer build: kept byte for byte, never dropped.
-    Unknown { event_type: String, bytes: Vec<u8> },
+    Unknown {
+        event_type: String,
+        bytes: Vec<u8>,
+    },
 }
 
 impl EventPayload {
@@ -274,7 +301,11 @@ impl EventPayload {
             }
             Self::CustomerProfileChanged(event) => {
                 validate_id("customer_id", &event.customer_id)?;
-                if event.name.as_deref().is_some_and(|name| name.trim().is_empty()) {
+                if event
+                    .name
+                    .as_deref()
+                    .is_some_and(|name| name.trim().is_empty())
+                {
                     return Err(ValidationError::empty("name"));
                 }
                 Ok(())
@@ -387,7 +418,10 @@ impl EventPayload {
                     occurred_at: timestamp_from_proto("occurred_at", message.occurred_at)?,
                 })
             }
-            other => Self::Unknown { event_type: other.to_owned(), bytes: bytes.to_vec() },
+            other => Self::Unknown {
+                event_type: other.to_owned(),
+                bytes: bytes.to_vec(),
+            },
         };
         payload.validate()?;
         Ok(payload)
@@ -416,7 +450,9 @@ impl EventPayload {
     pub fn from_json(event_type: &str, value: serde_json::Value) -> Result<Self, DecodeError> {
         let payload = match event_type {
             "CustomerRegistered" => Self::CustomerRegistered(serde_json::from_value(value)?),
-            "CustomerProfileChanged" => Self::CustomerProfileChanged(serde_json::from_value(value)?),
+            "CustomerProfileChanged" => {
+                Self::CustomerProfileChanged(serde_json::from_value(value)?)
+            }
             "InteractionRecorded" => Self::InteractionRecorded(serde_json::from_value(value)?),
             "ActivityLogged" => Self::ActivityLogged(serde_json::from_value(value)?),
             other => {
@@ -430,22 +466,34 @@ impl EventPayload {
                 .into());
             }
         };
-        payload.validate().map_err(|error| error.within("payload"))?;
+        payload
+            .validate()
+            .map_err(|error| error.within("payload"))?;
         Ok(payload)
     }
 }
 
 fn require_text(field: &str, value: &str) -> Result<(), ValidationError> {
-    if value.trim().is_empty() { Err(ValidationError::empty(field)) } else { Ok(()) }
+    if value.trim().is_empty() {
+        Err(ValidationError::empty(field))
+    } else {
+        Ok(())
+    }
 }
 
 /// A sentiment score must be a finite number in [-1, 1].
 pub fn validate_sentiment(field: &str, score: Option<f64>) -> Result<(), ValidationError> {
     match score {
-        Some(value) if !(-1.0..=1.0).contains(&value) || value.is_nan() => Err(ValidationError::new(
-            field,
-            ValidationErrorKind::OutOfRange { min: -1.0, max: 1.0, value },
-        )),
+        Some(value) if !(-1.0..=1.0).contains(&value) || value.is_nan() => {
+            Err(ValidationError::new(
+                field,
+                ValidationErrorKind::OutOfRange {
+                    min: -1.0,
+                    max: 1.0,
+                    value,
+                },
+            ))
+        }
         _ => Ok(()),
     }
 }
@@ -491,7 +539,10 @@ mod tests {
         assert_eq!(decoded, payload);
         let json = payload.to_json();
         assert_eq!(json["channel"], "email");
-        assert_eq!(EventPayload::from_json("InteractionRecorded", json).unwrap(), payload);
+        assert_eq!(
+            EventPayload::from_json("InteractionRecorded", json).unwrap(),
+            payload
+        );
     }
 
     #[test]
@@ -510,7 +561,10 @@ mod tests {
         json["channel"] = "fax".into();
         let error = EventPayload::from_json("InteractionRecorded", json).unwrap_err();
         assert!(error.to_string().contains("fax"), "{error}");
-        assert_eq!(Channel::parse("data.channel", "fax").unwrap_err().field, "data.channel");
+        assert_eq!(
+            Channel::parse("data.channel", "fax").unwrap_err().field,
+            "data.channel"
+        );
 
         let mut json = interaction(None).to_json();
         json["customer_id"] = "".into();

@@ -40,7 +40,11 @@ impl std::fmt::Display for Subject {
 
 /// `crm.evt.<aggregate>.<id>`: the canonical events of one stream.
 pub fn event(stream: &StreamId) -> Subject {
-    Subject(format!("{EVENTS_PREFIX}.{}.{}", stream.aggregate(), stream.id()))
+    Subject(format!(
+        "{EVENTS_PREFIX}.{}.{}",
+        stream.aggregate(),
+        stream.id()
+    ))
 }
 
 /// `crm.evt.>`: every canonical event.
@@ -70,7 +74,11 @@ pub fn parse_event(subject: &str) -> Result<StreamId, ValidationError> {
         .strip_prefix(EVENTS_PREFIX)
         .and_then(|rest| rest.strip_prefix('.'))
         .ok_or_else(|| ValidationError::format("subject", "not a `crm.evt.` subject"))?;
-    rest.parse().map_err(|error: ValidationError| ValidationError { field: "subject".into(), ..error })
+    rest.parse()
+        .map_err(|error: ValidationError| ValidationError {
+            field: "subject".into(),
+            ..error
+        })
 }
 
 #[cfg(test)]
