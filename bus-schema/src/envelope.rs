@@ -65,10 +65,7 @@ pub struct Actor {
 
 impl Actor {
     pub fn new(kind: ActorKind, id: impl Into<String>) -> Self {
-        Self {
-            kind,
-            id: id.into(),
-        }
+        Self { kind, id: id.into() }
     }
 
     pub fn system() -> Self {
@@ -137,9 +134,7 @@ impl EventEnvelope {
         if self.schema_version == 0 {
             return Err(ValidationError::missing("schema_version"));
         }
-        self.payload
-            .validate()
-            .map_err(|error| error.within("payload"))?;
+        self.payload.validate().map_err(|error| error.within("payload"))?;
         if let Some(customer_id) = self.payload.customer_id()
             && (self.stream.aggregate() != "customer" || self.stream.id() != customer_id)
         {
@@ -167,10 +162,7 @@ impl EventEnvelope {
             occurred_at: Some(timestamp_to_proto(self.occurred_at)),
             recorded_at: Some(timestamp_to_proto(self.recorded_at)),
             correlation_id: self.correlation_id.to_string(),
-            causation_id: self
-                .causation_id
-                .map(|id| id.to_string())
-                .unwrap_or_default(),
+            causation_id: self.causation_id.map(|id| id.to_string()).unwrap_or_default(),
             actor: Some(proto::Actor {
                 kind: self.actor.kind.to_proto() as i32,
                 id: self.actor.id.clone(),
@@ -195,9 +187,7 @@ impl EventEnvelope {
                 supported: CURRENT_SCHEMA_VERSION,
             });
         }
-        let actor = message
-            .actor
-            .ok_or_else(|| ValidationError::missing("actor"))?;
+        let actor = message.actor.ok_or_else(|| ValidationError::missing("actor"))?;
         let payload = EventPayload::decode(&message.event_type, &message.payload).map_err(
             |error| match error {
                 DecodeError::Invalid(error) => DecodeError::Invalid(error.within("payload")),
@@ -216,10 +206,7 @@ impl EventEnvelope {
             } else {
                 Some(parse_uuid("causation_id", &message.causation_id)?)
             },
-            actor: Actor {
-                kind: ActorKind::from_proto(actor.kind)?,
-                id: actor.id,
-            },
+            actor: Actor { kind: ActorKind::from_proto(actor.kind)?, id: actor.id },
             payload,
         };
         envelope.validate()?;
@@ -344,10 +331,7 @@ mod tests {
         let envelope = sample();
         assert_eq!(envelope.event_id.get_version_num(), 7);
         assert_eq!(EventEnvelope::decode(&envelope.encode()).unwrap(), envelope);
-        assert_eq!(
-            EventEnvelope::from_json(envelope.to_json()).unwrap(),
-            envelope
-        );
+        assert_eq!(EventEnvelope::from_json(envelope.to_json()).unwrap(), envelope);
     }
 
     #[test]
@@ -358,21 +342,12 @@ mod tests {
         assert_eq!(error.field(), Some("event_id"));
 
         let mut message = sample().to_proto();
-        message.actor = Some(proto::Actor {
-            kind: 0,
-            id: "x".into(),
-        });
-        assert_eq!(
-            EventEnvelope::from_proto(message).unwrap_err().field(),
-            Some("actor.kind")
-        );
+        message.actor = Some(proto::Actor { kind: 0, id: "x".into() });
+        assert_eq!(EventEnvelope::from_proto(message).unwrap_err().field(), Some("actor.kind"));
 
         let mut message = sample().to_proto();
         message.stream = "customer.someone_else".into();
-        assert_eq!(
-            EventEnvelope::from_proto(message).unwrap_err().field(),
-            Some("stream")
-        );
+        assert_eq!(EventEnvelope::from_proto(message).unwrap_err().field(), Some("stream"));
 
         let mut json = sample().to_json();
         json["payload"]["sentiment_score"] = 3.into();

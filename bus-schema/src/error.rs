@@ -13,10 +13,7 @@ pub enum ValidationErrorKind {
     /// A number outside its allowed range.
     OutOfRange { min: f64, max: f64, value: f64 },
     /// A value that is not one of the known names.
-    UnknownVariant {
-        value: String,
-        expected: &'static str,
-    },
+    UnknownVariant { value: String, expected: &'static str },
     /// A value with the wrong shape (not a UUID, a bad identifier, ...).
     InvalidFormat { reason: String },
 }
@@ -48,10 +45,7 @@ pub struct ValidationError {
 
 impl ValidationError {
     pub fn new(field: impl Into<String>, kind: ValidationErrorKind) -> Self {
-        Self {
-            field: field.into(),
-            kind,
-        }
+        Self { field: field.into(), kind }
     }
 
     pub fn missing(field: impl Into<String>) -> Self {
@@ -63,12 +57,7 @@ impl ValidationError {
     }
 
     pub fn format(field: impl Into<String>, reason: impl Into<String>) -> Self {
-        Self::new(
-            field,
-            ValidationErrorKind::InvalidFormat {
-                reason: reason.into(),
-            },
-        )
+        Self::new(field, ValidationErrorKind::InvalidFormat { reason: reason.into() })
     }
 
     /// The same error, with its field nested under `prefix`.
@@ -90,11 +79,7 @@ pub enum DecodeError {
     #[error(
         "schema version {found} of {event_type} is newer than this build understands ({supported})"
     )]
-    UnsupportedSchemaVersion {
-        event_type: String,
-        found: u32,
-        supported: u32,
-    },
+    UnsupportedSchemaVersion { event_type: String, found: u32, supported: u32 },
 }
 
 impl DecodeError {

@@ -66,14 +66,8 @@ pub enum Channel {
 
 impl Channel {
     pub const NAMES: &'static str = "email, phone, social_media, chat, meeting, web";
-    pub const ALL: [Channel; 6] = [
-        Self::Email,
-        Self::Phone,
-        Self::SocialMedia,
-        Self::Chat,
-        Self::Meeting,
-        Self::Web,
-    ];
+    pub const ALL: [Channel; 6] =
+        [Self::Email, Self::Phone, Self::SocialMedia, Self::Chat, Self::Meeting, Self::Web];
 
     pub fn as_str(self) -> &'static str {
         match self {
@@ -88,18 +82,12 @@ impl Channel {
 
     /// Parses a channel name, naming `field` when it is unknown.
     pub fn parse(field: &str, value: &str) -> Result<Self, ValidationError> {
-        Self::ALL
-            .into_iter()
-            .find(|channel| channel.as_str() == value)
-            .ok_or_else(|| {
-                ValidationError::new(
-                    field,
-                    ValidationErrorKind::UnknownVariant {
-                        value: value.into(),
-                        expected: Self::NAMES,
-                    },
-                )
-            })
+        Self::ALL.into_iter().find(|channel| channel.as_str() == value).ok_or_else(|| {
+            ValidationError::new(
+                field,
+                ValidationErrorKind::UnknownVariant { value: value.into(), expected: Self::NAMES },
+            )
+        })
     }
 
     fn to_proto(self) -> proto::Channel {
@@ -191,18 +179,12 @@ impl ActivityKind {
 
     /// Parses an activity name, naming `field` when it is unknown.
     pub fn parse(field: &str, value: &str) -> Result<Self, ValidationError> {
-        Self::ALL
-            .into_iter()
-            .find(|kind| kind.as_str() == value)
-            .ok_or_else(|| {
-                ValidationError::new(
-                    field,
-                    ValidationErrorKind::UnknownVariant {
-                        value: value.into(),
-                        expected: Self::NAMES,
-                    },
-                )
-            })
+        Self::ALL.into_iter().find(|kind| kind.as_str() == value).ok_or_else(|| {
+            ValidationError::new(
+                field,
+                ValidationErrorKind::UnknownVariant { value: value.into(), expected: Self::NAMES },
+            )
+        })
     }
 
     fn to_proto(self) -> proto::ActivityKind {
@@ -301,11 +283,7 @@ impl EventPayload {
             }
             Self::CustomerProfileChanged(event) => {
                 validate_id("customer_id", &event.customer_id)?;
-                if event
-                    .name
-                    .as_deref()
-                    .is_some_and(|name| name.trim().is_empty())
-                {
+                if event.name.as_deref().is_some_and(|name| name.trim().is_empty()) {
                     return Err(ValidationError::empty("name"));
                 }
                 Ok(())
@@ -418,10 +396,7 @@ impl EventPayload {
                     occurred_at: timestamp_from_proto("occurred_at", message.occurred_at)?,
                 })
             }
-            other => Self::Unknown {
-                event_type: other.to_owned(),
-                bytes: bytes.to_vec(),
-            },
+            other => Self::Unknown { event_type: other.to_owned(), bytes: bytes.to_vec() },
         };
         payload.validate()?;
         Ok(payload)
@@ -466,19 +441,13 @@ impl EventPayload {
                 .into());
             }
         };
-        payload
-            .validate()
-            .map_err(|error| error.within("payload"))?;
+        payload.validate().map_err(|error| error.within("payload"))?;
         Ok(payload)
     }
 }
 
 fn require_text(field: &str, value: &str) -> Result<(), ValidationError> {
-    if value.trim().is_empty() {
-        Err(ValidationError::empty(field))
-    } else {
-        Ok(())
-    }
+    if value.trim().is_empty() { Err(ValidationError::empty(field)) } else { Ok(()) }
 }
 
 /// A sentiment score must be a finite number in [-1, 1].
@@ -487,11 +456,7 @@ pub fn validate_sentiment(field: &str, score: Option<f64>) -> Result<(), Validat
         Some(value) if !(-1.0..=1.0).contains(&value) || value.is_nan() => {
             Err(ValidationError::new(
                 field,
-                ValidationErrorKind::OutOfRange {
-                    min: -1.0,
-                    max: 1.0,
-                    value,
-                },
+                ValidationErrorKind::OutOfRange { min: -1.0, max: 1.0, value },
             ))
         }
         _ => Ok(()),
@@ -539,10 +504,7 @@ mod tests {
         assert_eq!(decoded, payload);
         let json = payload.to_json();
         assert_eq!(json["channel"], "email");
-        assert_eq!(
-            EventPayload::from_json("InteractionRecorded", json).unwrap(),
-            payload
-        );
+        assert_eq!(EventPayload::from_json("InteractionRecorded", json).unwrap(), payload);
     }
 
     #[test]
@@ -561,10 +523,7 @@ mod tests {
         json["channel"] = "fax".into();
         let error = EventPayload::from_json("InteractionRecorded", json).unwrap_err();
         assert!(error.to_string().contains("fax"), "{error}");
-        assert_eq!(
-            Channel::parse("data.channel", "fax").unwrap_err().field,
-            "data.channel"
-        );
+        assert_eq!(Channel::parse("data.channel", "fax").unwrap_err().field, "data.channel");
 
         let mut json = interaction(None).to_json();
         json["customer_id"] = "".into();

@@ -22,11 +22,7 @@ impl ExpectedRevision {
     /// The expectation that matches a stream whose last event is at `revision`
     /// (0 = none).
     pub fn from_revision(revision: u64) -> Self {
-        if revision == 0 {
-            Self::NoStream
-        } else {
-            Self::Exact(revision)
-        }
+        if revision == 0 { Self::NoStream } else { Self::Exact(revision) }
     }
 
     /// Whether a stream currently at `actual` (0 = none) satisfies the expectation.
@@ -64,19 +60,13 @@ mod tests {
 
     #[test]
     fn zero_means_no_stream() {
-        assert_eq!(
-            ExpectedRevision::from_revision(0),
-            ExpectedRevision::NoStream
-        );
+        assert_eq!(ExpectedRevision::from_revision(0), ExpectedRevision::NoStream);
         assert!(ExpectedRevision::NoStream.is_satisfied_by(0));
         assert!(!ExpectedRevision::NoStream.is_satisfied_by(3));
         assert!(ExpectedRevision::Exact(3).is_satisfied_by(3));
         assert!(!ExpectedRevision::Exact(3).is_satisfied_by(4));
         assert!(ExpectedRevision::Any.is_satisfied_by(9));
-        assert_eq!(
-            ExpectedRevision::NoStream.as_last_subject_sequence(),
-            Some(0)
-        );
+        assert_eq!(ExpectedRevision::NoStream.as_last_subject_sequence(), Some(0));
         assert_eq!(ExpectedRevision::Any.as_last_subject_sequence(), None);
     }
 }

@@ -23,10 +23,7 @@ impl StreamId {
     pub fn new(aggregate: &str, id: &str) -> Result<Self, ValidationError> {
         validate_aggregate(aggregate)?;
         validate_id("id", id)?;
-        Ok(Self {
-            aggregate: aggregate.to_owned(),
-            id: id.to_owned(),
-        })
+        Ok(Self { aggregate: aggregate.to_owned(), id: id.to_owned() })
     }
 
     /// The stream of one customer.
@@ -56,10 +53,8 @@ impl FromStr for StreamId {
         let (aggregate, id) = text
             .split_once('.')
             .ok_or_else(|| ValidationError::format("stream", "expected `<aggregate>.<id>`"))?;
-        Self::new(aggregate, id).map_err(|error| ValidationError {
-            field: "stream".into(),
-            ..error
-        })
+        Self::new(aggregate, id)
+            .map_err(|error| ValidationError { field: "stream".into(), ..error })
     }
 }
 
@@ -69,9 +64,7 @@ fn validate_aggregate(aggregate: &str) -> Result<(), ValidationError> {
     }
     let valid = aggregate.len() <= 64
         && aggregate.starts_with(|c: char| c.is_ascii_lowercase())
-        && aggregate
-            .chars()
-            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
+        && aggregate.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
     if !valid {
         return Err(ValidationError::format(
             "aggregate",
@@ -87,15 +80,9 @@ pub fn validate_id(field: &str, id: &str) -> Result<(), ValidationError> {
         return Err(ValidationError::empty(field));
     }
     if id.len() > MAX_ID_LEN {
-        return Err(ValidationError::format(
-            field,
-            format!("longer than {MAX_ID_LEN} bytes"),
-        ));
+        return Err(ValidationError::format(field, format!("longer than {MAX_ID_LEN} bytes")));
     }
-    if !id
-        .chars()
-        .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
-    {
+    if !id.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-') {
         return Err(ValidationError::format(
             field,
             "may hold only ASCII letters, digits, `_` and `-`",
@@ -122,9 +109,6 @@ mod tests {
             assert_eq!(error.field, "id", "{bad:?}");
         }
         assert_eq!("nodot".parse::<StreamId>().unwrap_err().field, "stream");
-        assert_eq!(
-            StreamId::new("Customer", "x").unwrap_err().field,
-            "aggregate"
-        );
+        assert_eq!(StreamId::new("Customer", "x").unwrap_err().field, "aggregate");
     }
 }

@@ -40,11 +40,7 @@ impl std::fmt::Display for Subject {
 
 /// `crm.evt.<aggregate>.<id>`: the canonical events of one stream.
 pub fn event(stream: &StreamId) -> Subject {
-    Subject(format!(
-        "{EVENTS_PREFIX}.{}.{}",
-        stream.aggregate(),
-        stream.id()
-    ))
+    Subject(format!("{EVENTS_PREFIX}.{}.{}", stream.aggregate(), stream.id()))
 }
 
 /// `crm.evt.>`: every canonical event.
@@ -75,10 +71,23 @@ pub fn parse_event(subject: &str) -> Result<StreamId, ValidationError> {
         .and_then(|rest| rest.strip_prefix('.'))
         .ok_or_else(|| ValidationError::format("subject", "not a `crm.evt.` subject"))?;
     rest.parse()
-        .map_err(|error: ValidationError| ValidationError {
-            field: "subject".into(),
-            ..error
-        })
+        .map_err(|error: ValidationError| ValidationError { field: "subject".into(), ..error })
+}
+
+/// Whether `subject` matches `filter` with NATS wildcards (`*` one token, `>`
+/// the rest).
+pub fn matches(filter: &str, subject: &str) -> bool {
+    let mut filter_tokens = filter.split('.');
+    let mut subject_tokens = subject.split('.');
+    loop {
+        match (filter_tokens.next(), subject_tokens.next()) {
+            (Some(">"), Some(_)) => return true,
+            (Some("*"), Some(_)) => {}
+            (Some(expected), Some(token)) if expected == token => {}
+            (None, None) => return true,
+            _ => return false,
+        }
+    }
 }
 
 #[cfg(test)]
@@ -95,5 +104,15 @@ mod tests {
         assert_eq!(ingest("a.b").unwrap_err().field, "source");
         assert!(parse_event("crm.ingest.x").is_err());
         assert!(parse_event("crm.evt.customer.a.b").is_err());
+    }
+
+    #[test]
+    fn wildcards_match_like_nats() {
+        assert!(matches("crm.evt.>", "crm.evt.customer.c1"));
+        assert!(matches("crm.evt.customer.*", "crm.evt.customer.c1"));
+        assert!(!matches("crm.evt.customer.*", "crm.evt.ticket.c1"));
+        assert!(!matches("crm.evt.>", "crm.evt"));
+        assert!(matches("crm.evt.customer.c1", "crm.evt.customer.c1"));
+        assert!(!matches("crm.evt.customer", "crm.evt.customer.c1"));
     }
 }

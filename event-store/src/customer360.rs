@@ -62,11 +62,7 @@ impl Projection for Customer360Projection {
     fn apply(&self, row: Option<Customer360>, event: &RecordedEvent) -> Option<Customer360> {
         let envelope = &event.envelope;
         let mut row = row.unwrap_or_else(|| Customer360 {
-            customer_id: envelope
-                .payload
-                .customer_id()
-                .unwrap_or_default()
-                .to_owned(),
+            customer_id: envelope.payload.customer_id().unwrap_or_default().to_owned(),
             ..Customer360::default()
         });
         match &envelope.payload {
@@ -117,9 +113,7 @@ impl Projection for Customer360Projection {
                 });
             }
             EventPayload::ActivityLogged(activity) => {
-                *row.activity_counts
-                    .entry(activity.kind.as_str().to_owned())
-                    .or_default() += 1;
+                *row.activity_counts.entry(activity.kind.as_str().to_owned()).or_default() += 1;
                 row.last_activity_at = Some(
                     row.last_activity_at
                         .map_or(activity.occurred_at, |last| last.max(activity.occurred_at)),

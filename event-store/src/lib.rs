@@ -13,10 +13,12 @@
 //! - [`read_models`]: the set of read models and [`SledStore`], the log bundled
 //!   with them.
 //! - [`customer360`]: the customer 360 read model.
+//! - [`checkpoints`]: where each named consumer of the embedded bus is.
 //! - [`verify`]: walks the log and names the first record that breaks the chain.
 //!
 //! This is the only crate that opens sled.
 
+pub mod checkpoints;
 pub mod customer360;
 pub mod log;
 pub mod memory;

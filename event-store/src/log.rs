@@ -29,11 +29,7 @@ pub enum StoreError {
 pub enum AppendError {
     /// Optimistic concurrency: the stream moved on since the writer read it.
     #[error("stream {stream} is at revision {actual}, expected {expected}")]
-    Conflict {
-        stream: StreamId,
-        expected: ExpectedRevision,
-        actual: u64,
-    },
+    Conflict { stream: StreamId, expected: ExpectedRevision, actual: u64 },
     /// Some, but not all, of the events were appended before under these ids.
     #[error("events were partially appended before: {event_id} exists, others do not")]
     PartialDuplicate { event_id: Uuid },
@@ -91,13 +87,14 @@ pub trait EventLog: Send + Sync + 'static {
         events: Vec<EventEnvelope>,
     ) -> Result<AppendOutcome, AppendError>;
 
-    /// Stores an event at a position chosen elsewhere (the JetStream sequence, in
-    /// distributed mode). A known `event_id` is skipped and reported as a duplicate.
+    /// Stores events at positions chosen elsewhere (JetStream sequences, in
+    /// distributed mode), in order and atomically. A known `event_id` is skipped
+    /// and reported as a duplicate; any other position not after the head refuses
+    /// the whole batch with [`AppendError::OutOfOrder`].
     async fn append_at(
         &self,
-        position: u64,
-        event: EventEnvelope,
-    ) -> Result<AppendOutcome, AppendError>;
+        records: Vec<(u64, EventEnvelope)>,
+    ) -> Result<Vec<AppendOutcome>, AppendError>;
 
     /// Events of one stream with position >= `from`, at most `limit`.
     fn read_stream(
@@ -129,10 +126,7 @@ pub(crate) fn check_events(stream: &StreamId, events: &[EventEnvelope]) -> Resul
         if &event.stream != stream {
             return Err(ValidationError::format(
                 "stream",
-                format!(
-                    "event {} belongs to {}, not {stream}",
-                    event.event_id, event.stream
-                ),
+                format!("event {} belongs to {}, not {stream}", event.event_id, event.stream),
             )
             .into());
         }

@@ -28,11 +28,7 @@ struct State {
 impl Default for MemoryEventLog {
     fn default() -> Self {
         let (head_sender, head_watch) = watch::channel(0);
-        Self {
-            state: Mutex::new(State::default()),
-            head_sender,
-            head_watch,
-        }
+        Self { state: Mutex::new(State::default()), head_sender, head_watch }
     }
 }
 
@@ -52,18 +48,12 @@ impl State {
     }
 
     fn revision(&self, stream: &StreamId) -> u64 {
-        self.streams
-            .get(stream)
-            .and_then(|positions| positions.last().copied())
-            .unwrap_or(0)
+        self.streams.get(stream).and_then(|positions| positions.last().copied()).unwrap_or(0)
     }
 
     fn push(&mut self, position: u64, mut envelope: EventEnvelope) {
         envelope.recorded_at = chrono::Utc::now();
-        self.streams
-            .entry(envelope.stream.clone())
-            .or_default()
-            .push(position);
+        self.streams.entry(envelope.stream.clone()).or_default().push(position);
         self.event_ids.insert(envelope.event_id, position);
         self.events.push(RecordedEvent { position, envelope });
     }
@@ -81,32 +71,18 @@ impl EventLog for MemoryEventLog {
         let mut state = self.lock()?;
         let known: Vec<_> = events
             .iter()
-            .map(|event| {
-                (
-                    event.event_id,
-                    state.event_ids.get(&event.event_id).copied(),
-                )
-            })
+            .map(|event| (event.event_id, state.event_ids.get(&event.event_id).copied()))
             .collect();
         if !events.is_empty() && known.iter().all(|(_, position)| position.is_some()) {
             let positions = known.iter().filter_map(|(_, position)| *position).collect();
-            return Ok(AppendOutcome {
-                positions,
-                duplicate: true,
-            });
+            return Ok(AppendOutcome { positions, duplicate: true });
         }
         if let Some((event_id, _)) = known.iter().find(|(_, position)| position.is_some()) {
-            return Err(AppendError::PartialDuplicate {
-                event_id: *event_id,
-            });
+            return Err(AppendError::PartialDuplicate { event_id: *event_id });
         }
         let actual = state.revision(stream);
         if !expected.is_satisfied_by(actual) {
-            return Err(AppendError::Conflict {
-                stream: stream.clone(),
-                expected,
-                actual,
-            });
+            return Err(AppendError::Conflict { stream: stream.clone(), expected, actual });
         }
         let mut positions = Vec::with_capacity(events.len());
         for event in events {
@@ -115,35 +91,39 @@ impl EventLog for MemoryEventLog {
             positions.push(position);
         }
         self.head_sender.send_replace(state.head());
-        Ok(AppendOutcome {
-            positions,
-            duplicate: false,
-        })
+        Ok(AppendOutcome { positions, duplicate: false })
     }
 
     async fn append_at(
         &self,
-        position: u64,
-        event: EventEnvelope,
-    ) -> Result<AppendOutcome, AppendError> {
-        event.validate()?;
+        records: Vec<(u64, EventEnvelope)>,
+    ) -> Result<Vec<AppendOutcome>, AppendError> {
+        for (_, event) in &records {
+            event.validate()?;
+        }
         let mut state = self.lock()?;
-        if let Some(original) = state.event_ids.get(&event.event_id) {
-            return Ok(AppendOutcome {
-                positions: vec![*original],
-                duplicate: true,
-            });
+        let mut head = state.head();
+        let mut outcomes = Vec::with_capacity(records.len());
+        let mut in_batch = HashMap::new();
+        for (position, event) in &records {
+            let known = in_batch.get(&event.event_id).or(state.event_ids.get(&event.event_id));
+            if let Some(original) = known {
+                outcomes.push(AppendOutcome { positions: vec![*original], duplicate: true });
+            } else if *position <= head {
+                return Err(AppendError::OutOfOrder { position: *position, head });
+            } else {
+                head = *position;
+                in_batch.insert(event.event_id, *position);
+                outcomes.push(AppendOutcome { positions: vec![*position], duplicate: false });
+            }
         }
-        let head = state.head();
-        if position <= head {
-            return Err(AppendError::OutOfOrder { position, head });
+        for ((position, event), outcome) in records.into_iter().zip(&outcomes) {
+            if !outcome.duplicate {
+                state.push(position, event);
+            }
         }
-        state.push(position, event);
-        self.head_sender.send_replace(position);
-        Ok(AppendOutcome {
-            positions: vec![position],
-            duplicate: false,
-        })
+        self.head_sender.send_replace(state.head());
+        Ok(outcomes)
     }
 
     fn read_stream(
@@ -161,10 +141,8 @@ impl EventLog for MemoryEventLog {
             .filter(|position| **position >= from)
             .take(limit)
             .filter_map(|position| {
-                let index = state
-                    .events
-                    .binary_search_by_key(position, |event| event.position)
-                    .ok()?;
+                let index =
+                    state.events.binary_search_by_key(position, |event| event.position).ok()?;
                 state.events.get(index).cloned()
             })
             .collect())

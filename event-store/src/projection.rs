@@ -46,11 +46,7 @@ pub enum ProjectionError {
     #[error(transparent)]
     Store(#[from] StoreError),
     #[error("row {key:?} of read model {model} is unreadable: {source}")]
-    Row {
-        model: &'static str,
-        key: String,
-        source: serde_json::Error,
-    },
+    Row { model: &'static str, key: String, source: serde_json::Error },
 }
 
 impl From<sled::Error> for ProjectionError {
@@ -86,11 +82,7 @@ impl<P: Projection> ReadModel<P> {
             tree.clear()?;
             0
         };
-        Ok(Self {
-            projection,
-            tree,
-            checkpoint: watch::Sender::new(checkpoint),
-        })
+        Ok(Self { projection, tree, checkpoint: watch::Sender::new(checkpoint) })
     }
 
     pub fn projection(&self) -> &P {
@@ -99,10 +91,7 @@ impl<P: Projection> ReadModel<P> {
 
     /// One row.
     pub fn get(&self, key: &str) -> Result<Option<P::Row>, ProjectionError> {
-        self.tree
-            .get(row_key(key))?
-            .map(|bytes| self.decode(key, &bytes))
-            .transpose()
+        self.tree.get(row_key(key))?.map(|bytes| self.decode(key, &bytes)).transpose()
     }
 
     /// Rows in key order, starting after `after` (for cursor pagination).
@@ -135,9 +124,7 @@ impl<P: Projection> ReadModel<P> {
     pub async fn wait_for(&self, position: u64) {
         let mut receiver = self.checkpoint.subscribe();
         // The sender lives as long as `self`, so this only ends at the position.
-        let _ = receiver
-            .wait_for(|checkpoint| *checkpoint >= position)
-            .await;
+        let _ = receiver.wait_for(|checkpoint| *checkpoint >= position).await;
     }
 
     /// Folds everything after the checkpoint up to the log's durable head.

@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use tokio::sync::watch;
 
+use crate::checkpoints::Checkpoints;
 use crate::customer360::Customer360Projection;
 use crate::log::{EventLog, StoreError};
 use crate::projection::{ProjectionError, ReadModel, ReadModelAdmin};
@@ -18,9 +19,7 @@ pub struct ReadModels {
 
 impl ReadModels {
     pub fn open(db: &sled::Db) -> Result<Self, ProjectionError> {
-        Ok(Self {
-            customer360: ReadModel::open(db, Customer360Projection)?,
-        })
+        Ok(Self { customer360: ReadModel::open(db, Customer360Projection)? })
     }
 
     /// Read models in a throw-away database, for tests over the in-memory log.
@@ -55,14 +54,16 @@ impl ReadModels {
 pub struct SledStore {
     pub log: Arc<SledEventLog>,
     pub read_models: Arc<ReadModels>,
+    pub checkpoints: Checkpoints,
 }
 
 impl SledStore {
     pub fn open(path: &Path, options: SledOptions) -> Result<Self, ProjectionError> {
         let db = open_db(path, &options)?;
         let read_models = Arc::new(ReadModels::open(&db)?);
+        let checkpoints = Checkpoints::open(&db)?;
         let log = Arc::new(SledEventLog::with_db(db, path, options)?);
-        Ok(Self { log, read_models })
+        Ok(Self { log, read_models, checkpoints })
     }
 
     pub fn log_dyn(&self) -> Arc<dyn EventLog> {

@@ -31,19 +31,12 @@ impl StoredRecord {
     /// Seals an envelope at `position` after the record whose hash is `prev_hash`.
     pub fn seal(position: u64, prev_hash: [u8; 32], envelope: Vec<u8>) -> Self {
         let hash = chain_hash(&prev_hash, position, &envelope);
-        Self {
-            position,
-            prev_hash: prev_hash.to_vec(),
-            hash: hash.to_vec(),
-            envelope,
-        }
+        Self { position, prev_hash: prev_hash.to_vec(), hash: hash.to_vec(), envelope }
     }
 
     pub fn decode_bytes(position: u64, bytes: &[u8]) -> Result<Self, StoreError> {
-        Self::decode(bytes).map_err(|error| StoreError::Corrupt {
-            position,
-            reason: format!("record: {error}"),
-        })
+        Self::decode(bytes)
+            .map_err(|error| StoreError::Corrupt { position, reason: format!("record: {error}") })
     }
 
     /// The recomputed hash of this record's content.
@@ -52,25 +45,17 @@ impl StoredRecord {
     }
 
     pub fn hash_array(&self) -> Result<[u8; 32], StoreError> {
-        self.hash
-            .as_slice()
-            .try_into()
-            .map_err(|_| StoreError::Corrupt {
-                position: self.position,
-                reason: "hash is not 32 bytes".into(),
-            })
+        self.hash.as_slice().try_into().map_err(|_| StoreError::Corrupt {
+            position: self.position,
+            reason: "hash is not 32 bytes".into(),
+        })
     }
 
     pub fn to_event(&self) -> Result<RecordedEvent, StoreError> {
-        let envelope =
-            EventEnvelope::decode(&self.envelope).map_err(|error| StoreError::Corrupt {
-                position: self.position,
-                reason: format!("envelope: {error}"),
-            })?;
-        Ok(RecordedEvent {
-            position: self.position,
-            envelope,
-        })
+        let envelope = EventEnvelope::decode(&self.envelope).map_err(|error| {
+            StoreError::Corrupt { position: self.position, reason: format!("envelope: {error}") }
+        })?;
+        Ok(RecordedEvent { position: self.position, envelope })
     }
 }
 

@@ -52,11 +52,7 @@ pub struct SledOptions {
 
 impl Default for SledOptions {
     fn default() -> Self {
-        Self {
-            cache_capacity: 64 * 1024 * 1024,
-            fsync: true,
-            create: true,
-        }
+        Self { cache_capacity: 64 * 1024 * 1024, fsync: true, create: true }
     }
 }
 
@@ -64,22 +60,16 @@ impl Default for SledOptions {
 /// errors. Every other sled database in AgentCRM goes through here too.
 pub fn open_db(path: &Path, options: &SledOptions) -> Result<sled::Db, StoreError> {
     if !options.create && !path.join("db").exists() {
-        return Err(StoreError::Missing {
-            path: path.to_owned(),
-        });
+        return Err(StoreError::Missing { path: path.to_owned() });
     }
-    sled::Config::new()
-        .path(path)
-        .cache_capacity(options.cache_capacity)
-        .open()
-        .map_err(|error| match error {
+    sled::Config::new().path(path).cache_capacity(options.cache_capacity).open().map_err(|error| {
+        match error {
             sled::Error::Io(ref io) if io.to_string().contains("could not acquire lock") => {
-                StoreError::Locked {
-                    path: path.to_owned(),
-                }
+                StoreError::Locked { path: path.to_owned() }
             }
             other => StoreError::Sled(other),
-        })
+        }
+    })
 }
 
 /// The durable, hash-chained event log.
@@ -101,9 +91,8 @@ enum Request {
         reply: oneshot::Sender<Result<AppendOutcome, AppendError>>,
     },
     AppendAt {
-        position: u64,
-        event: Box<EventEnvelope>,
-        reply: oneshot::Sender<Result<AppendOutcome, AppendError>>,
+        records: Vec<(u64, EventEnvelope)>,
+        reply: oneshot::Sender<Result<Vec<AppendOutcome>, AppendError>>,
     },
 }
 
@@ -118,11 +107,7 @@ impl SledEventLog {
     pub fn with_db(db: sled::Db, path: &Path, options: SledOptions) -> Result<Self, StoreError> {
         let tree = db.open_tree("events")?;
         let (head, head_hash) = read_head(&tree)?;
-        let data_file = if options.fsync {
-            Some(File::open(path.join("db"))?)
-        } else {
-            None
-        };
+        let data_file = if options.fsync { Some(File::open(path.join("db"))?) } else { None };
         let durable_head = Arc::new(AtomicU64::new(head));
         let (head_sender, head_watch) = watch::channel(head);
         let (sender, receiver) = mpsc::channel(8192);
@@ -161,17 +146,9 @@ impl SledEventLog {
     /// Stops taking appends, waits for the writer to make everything durable, and
     /// flushes the whole database. Idempotent.
     pub fn close(&self) -> Result<(), StoreError> {
-        let sender = self
-            .sender
-            .lock()
-            .map(|mut guard| guard.take())
-            .unwrap_or(None);
+        let sender = self.sender.lock().map(|mut guard| guard.take()).unwrap_or(None);
         drop(sender);
-        let handle = self
-            .writer
-            .lock()
-            .map(|mut guard| guard.take())
-            .unwrap_or(None);
+        let handle = self.writer.lock().map(|mut guard| guard.take()).unwrap_or(None);
         if let Some(handle) = handle {
             // A panicking writer already failed its pending appends; closing goes on.
             let _ = handle.join();
@@ -186,13 +163,11 @@ impl SledEventLog {
         &self,
         from: u64,
     ) -> impl Iterator<Item = Result<(u64, StoredRecord), StoreError>> + '_ {
-        self.tree
-            .range(record_key(from)..[RECORD + 1].to_vec())
-            .map(|entry| {
-                let (key, value) = entry?;
-                let position = position_from_key(&key[1..])?;
-                Ok((position, StoredRecord::decode_bytes(position, &value)?))
-            })
+        self.tree.range(record_key(from)..[RECORD + 1].to_vec()).map(|entry| {
+            let (key, value) = entry?;
+            let position = position_from_key(&key[1..])?;
+            Ok((position, StoredRecord::decode_bytes(position, &value)?))
+        })
     }
 
     /// The head position and hash recorded with the last committed batch.
@@ -209,21 +184,14 @@ impl SledEventLog {
         Ok(())
     }
 
-    async fn submit(
+    async fn submit<T>(
         &self,
-        build: impl FnOnce(oneshot::Sender<Result<AppendOutcome, AppendError>>) -> Request,
-    ) -> Result<AppendOutcome, AppendError> {
-        let sender = self
-            .sender
-            .lock()
-            .ok()
-            .and_then(|guard| guard.clone())
-            .ok_or(StoreError::Closed)?;
+        build: impl FnOnce(oneshot::Sender<Result<T, AppendError>>) -> Request,
+    ) -> Result<T, AppendError> {
+        let sender =
+            self.sender.lock().ok().and_then(|guard| guard.clone()).ok_or(StoreError::Closed)?;
         let (reply, answer) = oneshot::channel();
-        sender
-            .send(build(reply))
-            .await
-            .map_err(|_| StoreError::Closed)?;
+        sender.send(build(reply)).await.map_err(|_| StoreError::Closed)?;
         answer.await.map_err(|_| StoreError::Closed)?
     }
 }
@@ -248,39 +216,25 @@ impl EventLog for SledEventLog {
         if events.is_empty() {
             let actual = self.stream_revision(stream)?;
             if !expected.is_satisfied_by(actual) {
-                return Err(AppendError::Conflict {
-                    stream: stream.clone(),
-                    expected,
-                    actual,
-                });
+                return Err(AppendError::Conflict { stream: stream.clone(), expected, actual });
             }
-            return Ok(AppendOutcome {
-                positions: Vec::new(),
-                duplicate: false,
-            });
+            return Ok(AppendOutcome { positions: Vec::new(), duplicate: false });
         }
         let stream = stream.clone();
-        self.submit(|reply| Request::Append {
-            stream,
-            expected,
-            events,
-            reply,
-        })
-        .await
+        self.submit(|reply| Request::Append { stream, expected, events, reply }).await
     }
 
     async fn append_at(
         &self,
-        position: u64,
-        event: EventEnvelope,
-    ) -> Result<AppendOutcome, AppendError> {
-        event.validate()?;
-        self.submit(|reply| Request::AppendAt {
-            position,
-            event: Box::new(event),
-            reply,
-        })
-        .await
+        records: Vec<(u64, EventEnvelope)>,
+    ) -> Result<Vec<AppendOutcome>, AppendError> {
+        for (_, event) in &records {
+            event.validate()?;
+        }
+        if records.is_empty() {
+            return Ok(Vec::new());
+        }
+        self.submit(|reply| Request::AppendAt { records, reply }).await
     }
 
     fn read_stream(
@@ -345,13 +299,10 @@ impl EventLog for SledEventLog {
 
 impl SledEventLog {
     fn read_record(&self, position: u64) -> Result<RecordedEvent, StoreError> {
-        let bytes = self
-            .tree
-            .get(record_key(position))?
-            .ok_or_else(|| StoreError::Corrupt {
-                position,
-                reason: "indexed record is missing".into(),
-            })?;
+        let bytes = self.tree.get(record_key(position))?.ok_or_else(|| StoreError::Corrupt {
+            position,
+            reason: "indexed record is missing".into(),
+        })?;
         StoredRecord::decode_bytes(position, &bytes)?.to_event()
     }
 }
@@ -373,10 +324,37 @@ struct Writer {
 struct Pending {
     batch: sled::Batch,
     event_ids: HashMap<Uuid, u64>,
-    replies: Vec<(
-        oneshot::Sender<Result<AppendOutcome, AppendError>>,
-        Result<AppendOutcome, AppendError>,
-    )>,
+    replies: Vec<Reply>,
+}
+
+/// An answer held back until the batch is durable.
+enum Reply {
+    Append(oneshot::Sender<Result<AppendOutcome, AppendError>>, Result<AppendOutcome, AppendError>),
+    AppendAt(
+        oneshot::Sender<Result<Vec<AppendOutcome>, AppendError>>,
+        Result<Vec<AppendOutcome>, AppendError>,
+    ),
+}
+
+impl Reply {
+    fn send(self) {
+        // A writer that stopped waiting (its task was cancelled) needs no answer.
+        match self {
+            Self::Append(reply, result) => drop(reply.send(result)),
+            Self::AppendAt(reply, result) => drop(reply.send(result)),
+        }
+    }
+
+    /// Turns a success into a failure: the batch it was part of did not commit.
+    fn fail(self, error: &StoreError) -> Self {
+        let failure =
+            || AppendError::Store(StoreError::Io(std::io::Error::other(error.to_string())));
+        match self {
+            Self::Append(reply, Ok(_)) => Self::Append(reply, Err(failure())),
+            Self::AppendAt(reply, Ok(_)) => Self::AppendAt(reply, Err(failure())),
+            refused => refused,
+        }
+    }
 }
 
 impl Writer {
@@ -401,37 +379,24 @@ impl Writer {
         let mut pending = Pending::default();
         for request in requests {
             match request {
-                Request::Append {
-                    stream,
-                    expected,
-                    events,
-                    reply,
-                } => {
+                Request::Append { stream, expected, events, reply } => {
                     let result = self.stage_append(&mut pending, &stream, expected, events);
-                    pending.replies.push((reply, result));
+                    pending.replies.push(Reply::Append(reply, result));
                 }
-                Request::AppendAt {
-                    position,
-                    event,
-                    reply,
-                } => {
-                    let result = self.stage_append_at(&mut pending, position, *event);
-                    pending.replies.push((reply, result));
+                Request::AppendAt { records, reply } => {
+                    let result = self.stage_append_at(&mut pending, records);
+                    pending.replies.push(Reply::AppendAt(reply, result));
                 }
             }
         }
         let wrote = self.head != start_head;
-        let durable = if wrote {
-            self.write(pending.batch)
-        } else {
-            Ok(())
-        };
+        let durable = if wrote { self.write(pending.batch) } else { Ok(()) };
         match durable {
             Ok(()) => {
                 self.durable_head.store(self.head, Ordering::Release);
                 self.head_sender.send_replace(self.head);
-                for (reply, result) in pending.replies {
-                    let _ = reply.send(result);
+                for reply in pending.replies {
+                    reply.send();
                 }
             }
             Err(error) => {
@@ -441,14 +406,8 @@ impl Writer {
                 (self.head, self.head_hash) =
                     read_head(&self.tree).unwrap_or((start_head, start_hash));
                 self.stream_revisions.clear();
-                for (reply, result) in pending.replies {
-                    let answer = match result {
-                        Ok(_) => Err(AppendError::Store(StoreError::Io(std::io::Error::other(
-                            error.to_string(),
-                        )))),
-                        Err(refused) => Err(refused),
-                    };
-                    let _ = reply.send(answer);
+                for reply in pending.replies {
+                    reply.fail(&error).send();
                 }
             }
         }
@@ -491,30 +450,18 @@ impl Writer {
     ) -> Result<AppendOutcome, AppendError> {
         let mut known = Vec::with_capacity(events.len());
         for event in &events {
-            known.push((
-                event.event_id,
-                self.known_position(pending, event.event_id)?,
-            ));
+            known.push((event.event_id, self.known_position(pending, event.event_id)?));
         }
         if known.iter().all(|(_, position)| position.is_some()) {
             let positions = known.iter().filter_map(|(_, position)| *position).collect();
-            return Ok(AppendOutcome {
-                positions,
-                duplicate: true,
-            });
+            return Ok(AppendOutcome { positions, duplicate: true });
         }
         if let Some((event_id, _)) = known.iter().find(|(_, position)| position.is_some()) {
-            return Err(AppendError::PartialDuplicate {
-                event_id: *event_id,
-            });
+            return Err(AppendError::PartialDuplicate { event_id: *event_id });
         }
         let actual = self.revision(stream)?;
         if !expected.is_satisfied_by(actual) {
-            return Err(AppendError::Conflict {
-                stream: stream.clone(),
-                expected,
-                actual,
-            });
+            return Err(AppendError::Conflict { stream: stream.clone(), expected, actual });
         }
         let recorded_at = chrono::Utc::now();
         let mut positions = Vec::with_capacity(events.len());
@@ -524,52 +471,52 @@ impl Writer {
             self.stage_record(pending, position, &event);
             positions.push(position);
         }
-        Ok(AppendOutcome {
-            positions,
-            duplicate: false,
-        })
+        Ok(AppendOutcome { positions, duplicate: false })
     }
 
     fn stage_append_at(
         &mut self,
         pending: &mut Pending,
-        position: u64,
-        event: EventEnvelope,
-    ) -> Result<AppendOutcome, AppendError> {
-        if let Some(original) = self.known_position(pending, event.event_id)? {
-            return Ok(AppendOutcome {
-                positions: vec![original],
-                duplicate: true,
-            });
+        records: Vec<(u64, EventEnvelope)>,
+    ) -> Result<Vec<AppendOutcome>, AppendError> {
+        // Check the whole batch before staging any of it, so a refusal writes nothing.
+        let mut outcomes = Vec::with_capacity(records.len());
+        let mut head = self.head;
+        let mut in_batch = HashMap::new();
+        for (position, event) in &records {
+            let known = match in_batch.get(&event.event_id) {
+                Some(position) => Some(*position),
+                None => self.known_position(pending, event.event_id)?,
+            };
+            if let Some(original) = known {
+                outcomes.push(AppendOutcome { positions: vec![original], duplicate: true });
+                continue;
+            }
+            if *position <= head {
+                return Err(AppendError::OutOfOrder { position: *position, head });
+            }
+            head = *position;
+            in_batch.insert(event.event_id, *position);
+            outcomes.push(AppendOutcome { positions: vec![*position], duplicate: false });
         }
-        if position <= self.head {
-            return Err(AppendError::OutOfOrder {
-                position,
-                head: self.head,
-            });
+        for ((position, event), outcome) in records.iter().zip(&outcomes) {
+            if !outcome.duplicate {
+                // Make sure the stream's revision is cached before it moves.
+                self.revision(&event.stream)?;
+                self.stage_record(pending, *position, event);
+            }
         }
-        // Make sure the stream's revision is cached before it moves.
-        self.revision(&event.stream)?;
-        self.stage_record(pending, position, &event);
-        Ok(AppendOutcome {
-            positions: vec![position],
-            duplicate: false,
-        })
+        Ok(outcomes)
     }
 
     fn stage_record(&mut self, pending: &mut Pending, position: u64, event: &EventEnvelope) {
         let record = StoredRecord::seal(position, self.head_hash, event.encode());
         let hash = record.computed_hash();
-        pending
-            .batch
-            .insert(record_key(position), prost::Message::encode_to_vec(&record));
+        pending.batch.insert(record_key(position), prost::Message::encode_to_vec(&record));
         let mut stream_key = stream_prefix(&event.stream);
         stream_key.extend_from_slice(&position.to_be_bytes());
         pending.batch.insert(stream_key, Vec::new());
-        pending.batch.insert(
-            event_id_key(event.event_id),
-            position.to_be_bytes().to_vec(),
-        );
+        pending.batch.insert(event_id_key(event.event_id), position.to_be_bytes().to_vec());
         pending.event_ids.insert(event.event_id, position);
         self.stream_revisions.insert(event.stream.clone(), position);
         self.head = position;
@@ -609,9 +556,7 @@ fn position_from_key(bytes: &[u8]) -> Result<u64, StoreError> {
 }
 
 fn lookup_event_id(tree: &sled::Tree, event_id: Uuid) -> Result<Option<u64>, StoreError> {
-    tree.get(event_id_key(event_id))?
-        .map(|value| position_from_key(&value))
-        .transpose()
+    tree.get(event_id_key(event_id))?.map(|value| position_from_key(&value)).transpose()
 }
 
 fn stream_revision_at_most(
@@ -637,9 +582,6 @@ fn read_head(tree: &sled::Tree) -> Result<(u64, [u8; 32]), StoreError> {
             hash.copy_from_slice(&value[8..]);
             Ok((position, hash))
         }
-        Some(_) => Err(StoreError::Corrupt {
-            position: 0,
-            reason: "malformed head record".into(),
-        }),
+        Some(_) => Err(StoreError::Corrupt { position: 0, reason: "malformed head record".into() }),
     }
 }

@@ -28,12 +28,7 @@ impl CatchUpSubscription {
     /// Starts after `checkpoint` (the last position already processed; 0 = all).
     pub fn new(log: Arc<dyn EventLog>, checkpoint: u64) -> Self {
         let head = log.watch_head();
-        Self {
-            log,
-            head,
-            next: checkpoint + 1,
-            buffer: VecDeque::new(),
-        }
+        Self { log, head, next: checkpoint + 1, buffer: VecDeque::new() }
     }
 
     /// The next event, waiting for one when the subscription is at the head.

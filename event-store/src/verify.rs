@@ -8,11 +8,7 @@ use crate::sled_log::SledEventLog;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Verdict {
     /// Every record chains to the one before, and the head matches.
-    Intact {
-        records: u64,
-        head: u64,
-        head_hash: String,
-    },
+    Intact { records: u64, head: u64, head_hash: String },
     /// The first position where the chain breaks, and why.
     Broken { position: u64, reason: String },
 }
@@ -28,21 +24,12 @@ pub fn verify(log: &SledEventLog) -> Result<Verdict, StoreError> {
         let (key_position, record) = match entry {
             Ok(found) => found,
             Err(StoreError::Corrupt { position, reason }) => {
-                let position = if position == 0 {
-                    previous_position + 1
-                } else {
-                    position
-                };
+                let position = if position == 0 { previous_position + 1 } else { position };
                 return Ok(Verdict::Broken { position, reason });
             }
             Err(other) => return Err(other),
         };
-        let broken = |reason: String| {
-            Ok(Verdict::Broken {
-                position: key_position,
-                reason,
-            })
-        };
+        let broken = |reason: String| Ok(Verdict::Broken { position: key_position, reason });
         if record.position != key_position {
             return broken(format!("record claims position {}", record.position));
         }
@@ -74,9 +61,5 @@ pub fn verify(log: &SledEventLog) -> Result<Verdict, StoreError> {
             ),
         });
     }
-    Ok(Verdict::Intact {
-        records,
-        head,
-        head_hash: hex::encode(previous_hash),
-    })
+    Ok(Verdict::Intact { records, head, head_hash: hex::encode(previous_hash) })
 }

@@ -73,27 +73,18 @@ fn sled_log() -> (tempfile::TempDir, Arc<SledEventLog>) {
 
 fn logs() -> Vec<(&'static str, Option<tempfile::TempDir>, Arc<dyn EventLog>)> {
     let (dir, log) = sled_log();
-    vec![
-        ("memory", None, Arc::new(MemoryEventLog::new())),
-        ("sled", Some(dir), log),
-    ]
+    vec![("memory", None, Arc::new(MemoryEventLog::new())), ("sled", Some(dir), log)]
 }
 
 #[tokio::test]
 async fn appends_read_back_in_order_with_revisions() {
     for (name, _dir, log) in logs() {
         let stream = customer("c1");
-        let first = log
-            .append(&stream, ExpectedRevision::NoStream, vec![registered("c1")])
-            .await
-            .unwrap();
+        let first =
+            log.append(&stream, ExpectedRevision::NoStream, vec![registered("c1")]).await.unwrap();
         assert_eq!(first.positions, vec![1], "{name}");
         let other = log
-            .append(
-                &customer("c2"),
-                ExpectedRevision::Any,
-                vec![registered("c2")],
-            )
+            .append(&customer("c2"), ExpectedRevision::Any, vec![registered("c2")])
             .await
             .unwrap();
         assert_eq!(other.positions, vec![2]);
@@ -108,26 +99,13 @@ async fn appends_read_back_in_order_with_revisions() {
         assert_eq!(next.positions, vec![3, 4]);
         assert_eq!(log.stream_revision(&stream).unwrap(), 4);
         assert_eq!(log.head(), 4);
-        let positions: Vec<_> = log
-            .read_stream(&stream, 0, 100)
-            .unwrap()
-            .iter()
-            .map(|e| e.position)
-            .collect();
+        let positions: Vec<_> =
+            log.read_stream(&stream, 0, 100).unwrap().iter().map(|e| e.position).collect();
         assert_eq!(positions, vec![1, 3, 4], "{name}");
-        let positions: Vec<_> = log
-            .read_stream(&stream, 3, 100)
-            .unwrap()
-            .iter()
-            .map(|e| e.position)
-            .collect();
+        let positions: Vec<_> =
+            log.read_stream(&stream, 3, 100).unwrap().iter().map(|e| e.position).collect();
         assert_eq!(positions, vec![3, 4]);
-        let all: Vec<_> = log
-            .read_all(2, 2)
-            .unwrap()
-            .iter()
-            .map(|e| e.position)
-            .collect();
+        let all: Vec<_> = log.read_all(2, 2).unwrap().iter().map(|e| e.position).collect();
         assert_eq!(all, vec![2, 3]);
     }
 }
@@ -136,27 +114,14 @@ async fn appends_read_back_in_order_with_revisions() {
 async fn stale_revision_conflicts_with_the_actual_one_and_writes_nothing() {
     for (name, _dir, log) in logs() {
         let stream = customer("c1");
-        log.append(&stream, ExpectedRevision::NoStream, vec![registered("c1")])
-            .await
-            .unwrap();
+        log.append(&stream, ExpectedRevision::NoStream, vec![registered("c1")]).await.unwrap();
         let error = log
-            .append(
-                &stream,
-                ExpectedRevision::NoStream,
-                vec![interaction("c1", 1)],
-            )
+            .append(&stream, ExpectedRevision::NoStream, vec![interaction("c1", 1)])
             .await
             .unwrap_err();
-        assert!(
-            matches!(error, AppendError::Conflict { actual: 1, .. }),
-            "{name}: {error}"
-        );
+        assert!(matches!(error, AppendError::Conflict { actual: 1, .. }), "{name}: {error}");
         let error = log
-            .append(
-                &stream,
-                ExpectedRevision::Exact(7),
-                vec![interaction("c1", 1)],
-            )
+            .append(&stream, ExpectedRevision::Exact(7), vec![interaction("c1", 1)])
             .await
             .unwrap_err();
         assert_eq!(error.actual_revision(), Some(1));
@@ -169,32 +134,20 @@ async fn the_same_event_twice_is_stored_once() {
     for (name, _dir, log) in logs() {
         let stream = customer("c1");
         let event = registered("c1");
-        let first = log
-            .append(&stream, ExpectedRevision::NoStream, vec![event.clone()])
-            .await
-            .unwrap();
+        let first =
+            log.append(&stream, ExpectedRevision::NoStream, vec![event.clone()]).await.unwrap();
         // A retry after a lost acknowledgement: the revision moved, yet the answer
         // is the original position, not a conflict.
-        let again = log
-            .append(&stream, ExpectedRevision::NoStream, vec![event.clone()])
-            .await
-            .unwrap();
+        let again =
+            log.append(&stream, ExpectedRevision::NoStream, vec![event.clone()]).await.unwrap();
         assert!(again.duplicate, "{name}");
         assert_eq!(again.positions, first.positions);
-        let at = log.append_at(10, event.clone()).await.unwrap();
-        assert!(at.duplicate);
+        let at = log.append_at(vec![(10, event.clone())]).await.unwrap();
+        assert!(at[0].duplicate);
         assert_eq!(log.head(), 1);
-        let mixed = log
-            .append(
-                &stream,
-                ExpectedRevision::Any,
-                vec![event, interaction("c1", 1)],
-            )
-            .await;
-        assert!(
-            matches!(mixed, Err(AppendError::PartialDuplicate { .. })),
-            "{name}"
-        );
+        let mixed =
+            log.append(&stream, ExpectedRevision::Any, vec![event, interaction("c1", 1)]).await;
+        assert!(matches!(mixed, Err(AppendError::PartialDuplicate { .. })), "{name}");
     }
 }
 
@@ -204,20 +157,12 @@ async fn idempotency_survives_a_restart() {
     let event = registered("c1");
     {
         let log = SledEventLog::open(dir.path(), SledOptions::default()).unwrap();
-        log.append(
-            &customer("c1"),
-            ExpectedRevision::NoStream,
-            vec![event.clone()],
-        )
-        .await
-        .unwrap();
+        log.append(&customer("c1"), ExpectedRevision::NoStream, vec![event.clone()]).await.unwrap();
         log.close().unwrap();
     }
     let log = SledEventLog::open(dir.path(), SledOptions::default()).unwrap();
-    let again = log
-        .append(&customer("c1"), ExpectedRevision::Any, vec![event.clone()])
-        .await
-        .unwrap();
+    let again =
+        log.append(&customer("c1"), ExpectedRevision::Any, vec![event.clone()]).await.unwrap();
     assert!(again.duplicate);
     assert_eq!(again.positions, vec![1]);
     assert_eq!(log.head(), 1);
@@ -228,43 +173,26 @@ async fn idempotency_survives_a_restart() {
 async fn events_for_another_stream_are_refused() {
     for (_, _dir, log) in logs() {
         let error = log
-            .append(
-                &customer("c1"),
-                ExpectedRevision::Any,
-                vec![registered("c2")],
-            )
+            .append(&customer("c1"), ExpectedRevision::Any, vec![registered("c2")])
             .await
             .unwrap_err();
-        assert!(
-            matches!(error, AppendError::Invalid(ref e) if e.field == "stream"),
-            "{error}"
-        );
+        assert!(matches!(error, AppendError::Invalid(ref e) if e.field == "stream"), "{error}");
     }
 }
 
 #[tokio::test]
 async fn replicated_positions_keep_gaps_and_refuse_going_back() {
     for (name, _dir, log) in logs() {
-        log.append_at(5, registered("c1")).await.unwrap();
-        log.append_at(9, interaction("c1", 1)).await.unwrap();
+        let first = registered("c1");
+        log.append_at(vec![(5, first.clone())]).await.unwrap();
+        let outcomes = log.append_at(vec![(6, first), (9, interaction("c1", 1))]).await.unwrap();
+        assert!(outcomes[0].duplicate && !outcomes[1].duplicate, "{name}");
         assert_eq!(log.stream_revision(&customer("c1")).unwrap(), 9, "{name}");
-        let error = log.append_at(7, registered("c2")).await.unwrap_err();
-        assert!(
-            matches!(
-                error,
-                AppendError::OutOfOrder {
-                    position: 7,
-                    head: 9
-                }
-            ),
-            "{name}"
-        );
-        let all: Vec<_> = log
-            .read_all(0, 10)
-            .unwrap()
-            .iter()
-            .map(|e| e.position)
-            .collect();
+        let error =
+            log.append_at(vec![(12, registered("c3")), (7, registered("c2"))]).await.unwrap_err();
+        assert!(matches!(error, AppendError::OutOfOrder { position: 7, head: 12 }), "{name}");
+        assert_eq!(log.head(), 9, "{name}: a refused batch wrote something");
+        let all: Vec<_> = log.read_all(0, 10).unwrap().iter().map(|e| e.position).collect();
         assert_eq!(all, vec![5, 9]);
     }
 }
@@ -285,10 +213,7 @@ async fn concurrent_writers_never_lose_an_update() {
                 while wins.len() < per_writer {
                     let revision = log.stream_revision(&stream).unwrap();
                     let expected = ExpectedRevision::from_revision(revision);
-                    match log
-                        .append(&stream, expected, vec![interaction("hot", writer)])
-                        .await
-                    {
+                    match log.append(&stream, expected, vec![interaction("hot", writer)]).await {
                         Ok(outcome) => wins.push((revision, outcome.revision())),
                         Err(AppendError::Conflict { actual, .. }) => {
                             assert_ne!(actual, revision);
@@ -305,10 +230,7 @@ async fn concurrent_writers_never_lose_an_update() {
             let (wins, _) = task.await.unwrap();
             for (revision, _) in wins {
                 // Exactly one writer wins each revision.
-                assert!(
-                    based_on.insert(revision),
-                    "{name}: two writers won revision {revision}"
-                );
+                assert!(based_on.insert(revision), "{name}: two writers won revision {revision}");
             }
         }
         let events = log.read_stream(&stream, 0, usize::MAX).unwrap();
@@ -320,25 +242,17 @@ async fn concurrent_writers_never_lose_an_update() {
 async fn catch_up_subscription_switches_to_live_without_gap_or_duplicate() {
     for (name, _dir, log) in logs() {
         for n in 0..300 {
-            log.append(
-                &customer("c1"),
-                ExpectedRevision::Any,
-                vec![interaction("c1", n)],
-            )
-            .await
-            .unwrap();
+            log.append(&customer("c1"), ExpectedRevision::Any, vec![interaction("c1", n)])
+                .await
+                .unwrap();
         }
         let writer = {
             let log = log.clone();
             tokio::spawn(async move {
                 for n in 300..600 {
-                    log.append(
-                        &customer("c1"),
-                        ExpectedRevision::Any,
-                        vec![interaction("c1", n)],
-                    )
-                    .await
-                    .unwrap();
+                    log.append(&customer("c1"), ExpectedRevision::Any, vec![interaction("c1", n)])
+                        .await
+                        .unwrap();
                 }
             })
         };
@@ -358,22 +272,11 @@ async fn catch_up_subscription_switches_to_live_without_gap_or_duplicate() {
 async fn a_changed_byte_breaks_verify_at_that_position() {
     let (_dir, log) = sled_log();
     for n in 0..10 {
-        log.append(
-            &customer("c1"),
-            ExpectedRevision::Any,
-            vec![interaction("c1", n)],
-        )
-        .await
-        .unwrap();
+        log.append(&customer("c1"), ExpectedRevision::Any, vec![interaction("c1", n)])
+            .await
+            .unwrap();
     }
-    assert!(matches!(
-        verify(&log).unwrap(),
-        Verdict::Intact {
-            records: 10,
-            head: 10,
-            ..
-        }
-    ));
+    assert!(matches!(verify(&log).unwrap(), Verdict::Intact { records: 10, head: 10, .. }));
     let (_, record) = log.raw_records(6).next().unwrap().unwrap();
     let mut bytes = prost::Message::encode_to_vec(&record);
     let last = bytes.len() - 3;
@@ -394,10 +297,7 @@ async fn a_second_process_cannot_open_the_same_directory() {
         Ok(_) => panic!("opened twice"),
     }
     let missing = dir.path().join("nope");
-    let options = SledOptions {
-        create: false,
-        ..SledOptions::default()
-    };
+    let options = SledOptions { create: false, ..SledOptions::default() };
     assert!(matches!(
         SledEventLog::open(&missing, options),
         Err(event_store::StoreError::Missing { .. })
@@ -413,13 +313,9 @@ async fn live_read_models_equal_a_replay() {
     let runner = tokio::spawn(store.read_models.clone().run(log.clone(), shutdown));
     for c in 0..20 {
         let id = format!("c{c}");
-        log.append(
-            &customer(&id),
-            ExpectedRevision::NoStream,
-            vec![registered(&id)],
-        )
-        .await
-        .unwrap();
+        log.append(&customer(&id), ExpectedRevision::NoStream, vec![registered(&id)])
+            .await
+            .unwrap();
         for n in 0..5 {
             log.append(
                 &customer(&id),
@@ -442,10 +338,6 @@ async fn live_read_models_equal_a_replay() {
     let fresh = ReadModels::temporary().unwrap();
     fresh.customer360.rebuild(&log, &mut |_| {}).unwrap();
     assert_eq!(fresh.customer360.digest().unwrap(), live);
-    store
-        .read_models
-        .customer360
-        .rebuild(&log, &mut |_| {})
-        .unwrap();
+    store.read_models.customer360.rebuild(&log, &mut |_| {}).unwrap();
     assert_eq!(store.read_models.customer360.digest().unwrap(), live);
 }

@@ -1,0 +1,22 @@
+//! What every AgentCRM service shares: the bus and the services built on it.
+//!
+//! - [`bus`]: the [`Bus`] trait (append with expected revision, read a stream,
+//!   durable subscriptions with explicit ack) and its errors.
+//! - [`embedded`]: [`EmbeddedBus`], where the sled log is the bus (one process).
+//! - [`nats`]: [`NatsBus`], on NATS JetStream (stream `CRM_EVENTS`).
+//! - [`store_service`]: the event-store service that copies `CRM_EVENTS` into
+//!   the sled log and acknowledges only once it is durable.
+//! - [`shutdown`]: the shutdown signal every long-running task listens to.
+//!
+//! This is the only crate that uses async-nats.
+
+pub mod bus;
+pub mod embedded;
+pub mod nats;
+pub mod shutdown;
+pub mod store_service;
+
+pub use bus::{Bus, BusError, Delivery, EventSubscription};
+pub use embedded::EmbeddedBus;
+pub use nats::{NatsBus, NatsOptions};
+pub use shutdown::Shutdown;
