@@ -1,0 +1,33 @@
+//! PII masking for AgentCRM: the only component that sees raw customer
+//! text. It turns text into masked text in which every piece of personal
+//! data is replaced by a reversible token, and seals the originals.
+//!
+//! - [`detect`]: the [`Detector`], tuned for mixed English and Chinese CRM
+//!   text, and overlap resolution. Helpers it uses, private:
+//!   `checks` (Luhn, mod-97, Chinese ID, SSN ranges), `phone` (phone
+//!   shapes and `phonenumber` validation), `person` and `surnames`
+//!   (known names and cue-introduced names).
+//! - [`entity`]: [`Entity`] and [`EntityType`], what detection reports.
+//! - [`config`]: [`DetectorConfig`] with custom patterns.
+//! - [`token`]: [`mask`], [`restore`] and the per-customer [`TokenTable`].
+//! - [`vault`]: AES-256-GCM [`seal`]/[`open`] under a [`CustomerKey`], the
+//!   [`VaultStore`] trait and an in-memory store; crypto-shredding.
+//! - [`jsonl`]: [`mask_jsonl`], the line protocol behind `masking mask`.
+
+mod checks;
+pub mod config;
+pub mod detect;
+pub mod entity;
+pub mod jsonl;
+mod person;
+mod phone;
+mod surnames;
+pub mod token;
+pub mod vault;
+
+pub use config::{CustomPattern, DetectorConfig};
+pub use detect::{Detector, DetectorError};
+pub use entity::{Entity, EntityType};
+pub use jsonl::{JsonlOptions, JsonlSummary, mask_jsonl, mask_jsonl_with};
+pub use token::{Masked, TokenEntry, TokenTable, mask, restore};
+pub use vault::{CustomerKey, InMemoryVaultStore, Vault, VaultError, VaultStore, open, seal};
