@@ -71,6 +71,14 @@ impl Actor {
     pub fn system() -> Self {
         Self::new(ActorKind::System, "agentcrm")
     }
+
+    pub(crate) fn to_proto(&self) -> proto::Actor {
+        proto::Actor { kind: self.kind.to_proto() as i32, id: self.id.clone() }
+    }
+
+    pub(crate) fn from_proto(actor: proto::Actor) -> Result<Self, ValidationError> {
+        Ok(Self { kind: ActorKind::from_proto(actor.kind)?, id: actor.id })
+    }
 }
 
 /// One event: a payload plus who, when, why and where.
@@ -163,10 +171,7 @@ impl EventEnvelope {
             recorded_at: Some(timestamp_to_proto(self.recorded_at)),
             correlation_id: self.correlation_id.to_string(),
             causation_id: self.causation_id.map(|id| id.to_string()).unwrap_or_default(),
-            actor: Some(proto::Actor {
-                kind: self.actor.kind.to_proto() as i32,
-                id: self.actor.id.clone(),
-            }),
+            actor: Some(self.actor.to_proto()),
             payload: self.payload.encode(),
         }
     }
@@ -206,7 +211,7 @@ impl EventEnvelope {
             } else {
                 Some(parse_uuid("causation_id", &message.causation_id)?)
             },
-            actor: Actor { kind: ActorKind::from_proto(actor.kind)?, id: actor.id },
+            actor: Actor::from_proto(actor)?,
             payload,
         };
         envelope.validate()?;

@@ -5,6 +5,8 @@
 //! - [`envelope`]: [`EventEnvelope`], the typed Rust view of an event, with its
 //!   protobuf and JSON encodings.
 //! - [`events`]: the payloads ([`EventPayload`]) and their validation.
+//! - [`intake`]: [`RawIntake`], raw submissions on their way to the masking
+//!   agent (the only type that carries unmasked text).
 //! - [`stream`]: [`StreamId`], the aggregate an event belongs to.
 //! - [`subjects`]: typed NATS subject builders and header names; no other crate
 //!   formats a subject by hand.
@@ -16,6 +18,7 @@
 pub mod envelope;
 pub mod error;
 pub mod events;
+pub mod intake;
 pub mod revision;
 pub mod stream;
 pub mod subjects;
@@ -32,5 +35,6 @@ pub use events::{
     ActivityKind, ActivityLogged, Channel, CustomerProfileChanged, CustomerRegistered,
     EventPayload, InteractionRecorded,
 };
+pub use intake::RawIntake;
 pub use revision::ExpectedRevision;
 pub use stream::StreamId;

@@ -4,6 +4,10 @@
 //!   the durable head) and its errors.
 //! - [`sled_log`]: [`SledEventLog`], the durable implementation: one writer thread,
 //!   group commit (one sled flush plus one `fdatasync` per batch), a hash chain.
+//! - [`intake`]: the embedded queue of raw submissions awaiting masking, durable
+//!   through the same group commit.
+//! - [`local`]: [`local::LocalTable`], service-local state beside the log (keys,
+//!   sources, the vault), never part of it.
 //! - [`memory`]: [`MemoryEventLog`], the same contract in memory, for tests.
 //! - [`subscription`]: catch-up subscriptions (history from a checkpoint, then the
 //!   live tail, with no gap and no duplicate at the switch).
@@ -20,6 +24,8 @@
 
 pub mod checkpoints;
 pub mod customer360;
+pub mod intake;
+pub mod local;
 pub mod log;
 pub mod memory;
 pub mod projection;

@@ -8,6 +8,7 @@ use tokio::sync::watch;
 
 use crate::checkpoints::Checkpoints;
 use crate::customer360::Customer360Projection;
+use crate::local::LocalTable;
 use crate::log::{EventLog, StoreError};
 use crate::projection::{ProjectionError, ReadModel, ReadModelAdmin};
 use crate::sled_log::{SledEventLog, SledOptions, open_db};
@@ -64,6 +65,11 @@ impl SledStore {
         let checkpoints = Checkpoints::open(&db)?;
         let log = Arc::new(SledEventLog::with_db(db, path, options)?);
         Ok(Self { log, read_models, checkpoints })
+    }
+
+    /// A service-local table in the same database.
+    pub fn table(&self, name: &str) -> Result<LocalTable, StoreError> {
+        LocalTable::open(self.log.db(), name)
     }
 
     pub fn log_dyn(&self) -> Arc<dyn EventLog> {

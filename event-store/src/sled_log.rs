@@ -26,6 +26,7 @@ use bus_schema::{EventEnvelope, ExpectedRevision, RecordedEvent, StreamId};
 use tokio::sync::{mpsc, oneshot, watch};
 use uuid::Uuid;
 
+use crate::intake::{IntakeQueue, IntakeReceipt};
 use crate::log::{AppendError, AppendOutcome, EventLog, StoreError, check_events};
 use crate::record::{GENESIS_HASH, StoredRecord};
 
@@ -81,6 +82,8 @@ pub struct SledEventLog {
     writer: Mutex<Option<JoinHandle<()>>>,
     durable_head: Arc<AtomicU64>,
     head_watch: watch::Receiver<u64>,
+    intake_tree: sled::Tree,
+    intake_watch: watch::Receiver<u64>,
 }
 
 enum Request {
@@ -89,6 +92,12 @@ enum Request {
         expected: ExpectedRevision,
         events: Vec<EventEnvelope>,
         reply: oneshot::Sender<Result<AppendOutcome, AppendError>>,
+    },
+    Enqueue {
+        event_id: Uuid,
+        dedupe_key: Option<Vec<u8>>,
+        item: Vec<u8>,
+        reply: oneshot::Sender<Result<IntakeReceipt, AppendError>>,
     },
     AppendAt {
         records: Vec<(u64, EventEnvelope)>,
@@ -111,7 +120,13 @@ impl SledEventLog {
         let durable_head = Arc::new(AtomicU64::new(head));
         let (head_sender, head_watch) = watch::channel(head);
         let (sender, receiver) = mpsc::channel(8192);
+        let intake_tree = db.open_tree("intake")?;
+        let intake_last = crate::intake::last_sequence(&intake_tree)?;
+        let (intake_sender, intake_watch) = watch::channel(intake_last);
         let writer = Writer {
+            intake: intake_tree.clone(),
+            intake_last,
+            intake_sender,
             db: db.clone(),
             tree: tree.clone(),
             data_file,
@@ -132,7 +147,24 @@ impl SledEventLog {
             writer: Mutex::new(Some(handle)),
             durable_head,
             head_watch,
+            intake_tree,
+            intake_watch,
         })
+    }
+
+    /// The durable queue of raw intake that shares this log's group commit.
+    pub fn intake(&self) -> IntakeQueue {
+        IntakeQueue::new(self.intake_tree.clone(), self.intake_watch.clone())
+    }
+
+    /// Durably queues one raw intake item; idempotent by `dedupe_key` (forever).
+    pub async fn enqueue_intake(
+        &self,
+        event_id: Uuid,
+        dedupe_key: Option<Vec<u8>>,
+        item: Vec<u8>,
+    ) -> Result<IntakeReceipt, AppendError> {
+        self.submit(|reply| Request::Enqueue { event_id, dedupe_key, item, reply }).await
     }
 
     pub fn db(&self) -> &sled::Db {
@@ -317,12 +349,17 @@ struct Writer {
     stream_revisions: HashMap<StreamId, u64>,
     durable_head: Arc<AtomicU64>,
     head_sender: watch::Sender<u64>,
+    intake: sled::Tree,
+    intake_last: u64,
+    intake_sender: watch::Sender<u64>,
 }
 
 /// What one batch has decided so far but not yet written.
 #[derive(Default)]
 struct Pending {
     batch: sled::Batch,
+    intake_batch: sled::Batch,
+    intake_keys: HashMap<Vec<u8>, Uuid>,
     event_ids: HashMap<Uuid, u64>,
     replies: Vec<Reply>,
 }
@@ -334,6 +371,10 @@ enum Reply {
         oneshot::Sender<Result<Vec<AppendOutcome>, AppendError>>,
         Result<Vec<AppendOutcome>, AppendError>,
     ),
+    Enqueue(
+        oneshot::Sender<Result<IntakeReceipt, AppendError>>,
+        Result<IntakeReceipt, AppendError>,
+    ),
 }
 
 impl Reply {
@@ -342,6 +383,7 @@ impl Reply {
         match self {
             Self::Append(reply, result) => drop(reply.send(result)),
             Self::AppendAt(reply, result) => drop(reply.send(result)),
+            Self::Enqueue(reply, result) => drop(reply.send(result)),
         }
     }
 
@@ -352,6 +394,7 @@ impl Reply {
         match self {
             Self::Append(reply, Ok(_)) => Self::Append(reply, Err(failure())),
             Self::AppendAt(reply, Ok(_)) => Self::AppendAt(reply, Err(failure())),
+            Self::Enqueue(reply, Ok(_)) => Self::Enqueue(reply, Err(failure())),
             refused => refused,
         }
     }
@@ -375,7 +418,7 @@ impl Writer {
     }
 
     fn commit(&mut self, requests: Vec<Request>) {
-        let (start_head, start_hash) = (self.head, self.head_hash);
+        let (start_head, start_hash, start_intake) = (self.head, self.head_hash, self.intake_last);
         let mut pending = Pending::default();
         for request in requests {
             match request {
@@ -383,18 +426,31 @@ impl Writer {
                     let result = self.stage_append(&mut pending, &stream, expected, events);
                     pending.replies.push(Reply::Append(reply, result));
                 }
+                Request::Enqueue { event_id, dedupe_key, item, reply } => {
+                    let result = self.stage_enqueue(&mut pending, event_id, dedupe_key, item);
+                    pending.replies.push(Reply::Enqueue(reply, result));
+                }
                 Request::AppendAt { records, reply } => {
                     let result = self.stage_append_at(&mut pending, records);
                     pending.replies.push(Reply::AppendAt(reply, result));
                 }
             }
         }
-        let wrote = self.head != start_head;
-        let durable = if wrote { self.write(pending.batch) } else { Ok(()) };
+        let wrote_events = self.head != start_head;
+        let wrote_intake = self.intake_last != start_intake;
+        let durable = if wrote_events || wrote_intake {
+            self.write(
+                wrote_events.then_some(pending.batch),
+                wrote_intake.then_some(pending.intake_batch),
+            )
+        } else {
+            Ok(())
+        };
         match durable {
             Ok(()) => {
                 self.durable_head.store(self.head, Ordering::Release);
                 self.head_sender.send_replace(self.head);
+                self.intake_sender.send_replace(self.intake_last);
                 for reply in pending.replies {
                     reply.send();
                 }
@@ -406,6 +462,8 @@ impl Writer {
                 (self.head, self.head_hash) =
                     read_head(&self.tree).unwrap_or((start_head, start_hash));
                 self.stream_revisions.clear();
+                self.intake_last =
+                    crate::intake::last_sequence(&self.intake).unwrap_or(start_intake);
                 for reply in pending.replies {
                     reply.fail(&error).send();
                 }
@@ -413,11 +471,20 @@ impl Writer {
         }
     }
 
-    fn write(&mut self, mut batch: sled::Batch) -> Result<(), StoreError> {
-        let mut head_value = self.head.to_be_bytes().to_vec();
-        head_value.extend_from_slice(&self.head_hash);
-        batch.insert(HEAD, head_value);
-        self.tree.apply_batch(batch)?;
+    fn write(
+        &mut self,
+        events: Option<sled::Batch>,
+        intake: Option<sled::Batch>,
+    ) -> Result<(), StoreError> {
+        if let Some(mut batch) = events {
+            let mut head_value = self.head.to_be_bytes().to_vec();
+            head_value.extend_from_slice(&self.head_hash);
+            batch.insert(HEAD, head_value);
+            self.tree.apply_batch(batch)?;
+        }
+        if let Some(batch) = intake {
+            self.intake.apply_batch(batch)?;
+        }
         self.db.flush()?;
         if let Some(file) = &self.data_file {
             file.sync_data()?;
@@ -507,6 +574,36 @@ impl Writer {
             }
         }
         Ok(outcomes)
+    }
+
+    fn stage_enqueue(
+        &mut self,
+        pending: &mut Pending,
+        event_id: Uuid,
+        dedupe_key: Option<Vec<u8>>,
+        item: Vec<u8>,
+    ) -> Result<IntakeReceipt, AppendError> {
+        if let Some(key) = &dedupe_key {
+            let known = match pending.intake_keys.get(key) {
+                Some(original) => Some(*original),
+                None => crate::intake::lookup_delivery(&self.intake, key)?,
+            };
+            if let Some(original) = known {
+                return Ok(IntakeReceipt { event_id: original, duplicate: true });
+            }
+        }
+        self.intake_last += 1;
+        crate::intake::stage(
+            &mut pending.intake_batch,
+            self.intake_last,
+            event_id,
+            dedupe_key.as_deref(),
+            item,
+        );
+        if let Some(key) = dedupe_key {
+            pending.intake_keys.insert(key, event_id);
+        }
+        Ok(IntakeReceipt { event_id, duplicate: false })
     }
 
     fn stage_record(&mut self, pending: &mut Pending, position: u64, event: &EventEnvelope) {

@@ -3,6 +3,8 @@
 //! - [`bus`]: the [`Bus`] trait (append with expected revision, read a stream,
 //!   durable subscriptions with explicit ack) and its errors.
 //! - [`embedded`]: [`EmbeddedBus`], where the sled log is the bus (one process).
+//! - [`intake`]: the [`intake::Intake`] trait: raw submissions from the gateway to
+//!   the masking agent (sled queue embedded, `CRM_INGEST` work queue on NATS).
 //! - [`nats`]: [`NatsBus`], on NATS JetStream (stream `CRM_EVENTS`).
 //! - [`store_service`]: the event-store service that copies `CRM_EVENTS` into
 //!   the sled log and acknowledges only once it is durable.
@@ -12,6 +14,7 @@
 
 pub mod bus;
 pub mod embedded;
+pub mod intake;
 pub mod nats;
 pub mod shutdown;
 pub mod store_service;

@@ -1,0 +1,85 @@
+//! `agentcrm`: one binary for the embedded default and for every service.
+//!
+//! `main` only parses arguments, installs logging and calls a subcommand; each
+//! subcommand lives in its own module. Errors reach the user as one line and a
+//! non-zero exit, never a panic.
+
+mod audit;
+mod node;
+mod replay;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand};
+
+/// AgentCRM: an AI-native CRM built as an event-sourced ecosystem of agents.
+#[derive(Parser)]
+#[command(name = "agentcrm", version, about, long_about = None)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run everything in one process: the sled log as the bus, projections and
+    /// the gateway (the embedded default).
+    Up(node::UpArgs),
+    /// Run the event-store service: copy JetStream's CRM_EVENTS into the sled log
+    /// and keep the read models.
+    Store(node::StoreArgs),
+    /// Rebuild every read model from position 0 and print a digest per model.
+    Replay(replay::ReplayArgs),
+    /// Walk the hash chain and report the first record that breaks it.
+    Verify(DataDir),
+    /// Write the whole log to stdout, for audit.
+    Export(audit::ExportArgs),
+}
+
+/// Where the node keeps its sled files.
+#[derive(Args, Clone)]
+struct DataDir {
+    /// Data directory of the node.
+    #[arg(long, default_value = "./data", env = "AGENTCRM_DATA_DIR")]
+    data_dir: PathBuf,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let result = match cli.command {
+        Command::Up(args) => node::up(args),
+        Command::Store(args) => node::store(args),
+        Command::Replay(args) => replay::run(args),
+        Command::Verify(args) => audit::verify(&args.data_dir),
+        Command::Export(args) => audit::export(args),
+    };
+    match result {
+        Ok(code) => code,
+        Err(error) => {
+            eprintln!("error: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// The tokio runtime every async subcommand runs on.
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    Ok(tokio::runtime::Builder::new_multi_thread().enable_all().build()?)
+}
+
+/// Opens an existing node's store (never creates one: a typo in `--data-dir`
+/// must not silently start an empty CRM).
+fn open_existing(data_dir: &std::path::Path) -> anyhow::Result<event_store::SledStore> {
+    let options = event_store::SledOptions { create: false, ..Default::default() };
+    event_store::SledStore::open(data_dir, options).map_err(|error| {
+        anyhow::anyhow!("cannot open data directory {}: {error}", data_dir.display())
+    })
+}

@@ -1,0 +1,123 @@
+//! Long-running nodes: `up` (everything embedded) and `store` (the event-store
+//! service on NATS).
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use agent_kit::intake::EmbeddedIntake;
+use agent_kit::{EmbeddedBus, NatsBus, NatsOptions, Shutdown};
+use anyhow::Context;
+use clap::Args;
+use event_store::{SledOptions, SledStore};
+
+use crate::DataDir;
+
+#[derive(Args)]
+pub(crate) struct UpArgs {
+    #[command(flatten)]
+    data: DataDir,
+    /// Address the gateway listens on.
+    #[arg(long, default_value = "127.0.0.1:8080", env = "AGENTCRM_LISTEN")]
+    listen: SocketAddr,
+}
+
+#[derive(Args)]
+pub(crate) struct StoreArgs {
+    #[command(flatten)]
+    data: DataDir,
+    /// NATS server with JetStream.
+    #[arg(long, default_value = "nats://127.0.0.1:4222", env = "AGENTCRM_NATS_URL")]
+    nats_url: String,
+}
+
+fn open_store(data_dir: &PathBuf) -> anyhow::Result<SledStore> {
+    SledStore::open(data_dir, SledOptions::default()).map_err(|error| {
+        anyhow::anyhow!("cannot open data directory {}: {error}", data_dir.display())
+    })
+}
+
+/// Waits for Ctrl-C or SIGTERM, then fires `shutdown`.
+async fn wait_for_signal(shutdown: Shutdown) {
+    let interrupt = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        _ = interrupt => {},
+        _ = terminate => {},
+        _ = shutdown.wait() => {},
+    }
+    shutdown.trigger();
+}
+
+pub(crate) fn up(args: UpArgs) -> anyhow::Result<ExitCode> {
+    let store = open_store(&args.data.data_dir)?;
+    let runtime = crate::runtime()?;
+    let result = runtime.block_on(async {
+        let shutdown = Shutdown::new();
+        let log = store.log_dyn();
+        store.read_models.catch_up(&log).context("bringing read models up to date")?;
+        let projections =
+            tokio::spawn(store.read_models.clone().run(log.clone(), shutdown.receiver()));
+        let bus = Arc::new(EmbeddedBus::new(log.clone(), store.checkpoints.clone()));
+        let intake = Arc::new(EmbeddedIntake::new(store.log.clone()));
+        let state = gateway::AppState { bus, intake, read_models: store.read_models.clone() };
+        let listener = tokio::net::TcpListener::bind(args.listen)
+            .await
+            .with_context(|| format!("cannot listen on {}", args.listen))?;
+        let address = listener.local_addr()?;
+        println!("AgentCRM is up: http://{address} (data in {})", args.data.data_dir.display());
+        tracing::info!(%address, "Listening");
+        let server = tokio::spawn(gateway::serve(listener, state, shutdown.clone()));
+        wait_for_signal(shutdown.clone()).await;
+        tracing::info!("Shutting down");
+        server.await.context("gateway task")?.context("gateway")?;
+        projections.await.context("projection task")?.context("projections")?;
+        anyhow::Ok(())
+    });
+    store.close().context("closing the event log")?;
+    result?;
+    println!("AgentCRM stopped; everything is flushed");
+    Ok(ExitCode::SUCCESS)
+}
+
+pub(crate) fn store(args: StoreArgs) -> anyhow::Result<ExitCode> {
+    let store = open_store(&args.data.data_dir)?;
+    let runtime = crate::runtime()?;
+    let result = runtime.block_on(async {
+        let bus = NatsBus::connect(NatsOptions::new(&args.nats_url)).await?;
+        let shutdown = Shutdown::new();
+        let log = store.log_dyn();
+        store.read_models.catch_up(&log).context("bringing read models up to date")?;
+        let projections =
+            tokio::spawn(store.read_models.clone().run(log.clone(), shutdown.receiver()));
+        let service = {
+            let (log, shutdown) = (log.clone(), shutdown.clone());
+            tokio::spawn(async move { agent_kit::store_service::run(&bus, log, shutdown).await })
+        };
+        println!("Event store is up: {} → {}", args.nats_url, args.data.data_dir.display());
+        tokio::select! {
+            _ = wait_for_signal(shutdown.clone()) => {}
+            result = service => {
+                shutdown.trigger();
+                result.context("store task")?.context("event-store service")?;
+            }
+        }
+        shutdown.trigger();
+        projections.await.context("projection task")?.context("projections")?;
+        anyhow::Ok(())
+    });
+    store.close().context("closing the event log")?;
+    result?;
+    Ok(ExitCode::SUCCESS)
+}

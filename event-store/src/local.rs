@@ -1,0 +1,62 @@
+//! Small tables a service keeps for itself beside the log: API key hashes,
+//! webhook sources, the masking vault. They are state, not facts: never part of
+//! the event log, never exported, never replayed.
+
+use crate::log::StoreError;
+
+/// A named key/value table in the node's sled database.
+#[derive(Clone)]
+pub struct LocalTable {
+    db: sled::Db,
+    tree: sled::Tree,
+}
+
+impl LocalTable {
+    pub fn open(db: &sled::Db, name: &str) -> Result<Self, StoreError> {
+        Ok(Self { db: db.clone(), tree: db.open_tree(format!("local.{name}"))? })
+    }
+
+    /// A table in a throw-away database, for tests.
+    pub fn temporary(name: &str) -> Result<Self, StoreError> {
+        let db = sled::Config::new().temporary(true).open()?;
+        Self::open(&db, name)
+    }
+
+    pub fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+        Ok(self.tree.get(key)?.map(|value| value.to_vec()))
+    }
+
+    pub fn insert(&self, key: &[u8], value: &[u8]) -> Result<(), StoreError> {
+        self.tree.insert(key, value)?;
+        Ok(())
+    }
+
+    /// Inserts only if the key is absent; returns the existing value otherwise.
+    pub fn insert_new(&self, key: &[u8], value: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+        match self.tree.compare_and_swap(key, None as Option<&[u8]>, Some(value))? {
+            Ok(()) => Ok(None),
+            Err(current) => Ok(current.current.map(|value| value.to_vec())),
+        }
+    }
+
+    pub fn remove(&self, key: &[u8]) -> Result<(), StoreError> {
+        self.tree.remove(key)?;
+        Ok(())
+    }
+
+    /// Every entry whose key starts with `prefix`, in key order.
+    pub fn scan_prefix(&self, prefix: &[u8]) -> Result<Vec<(Vec<u8>, Vec<u8>)>, StoreError> {
+        self.tree
+            .scan_prefix(prefix)
+            .map(|entry| {
+                entry.map(|(key, value)| (key.to_vec(), value.to_vec())).map_err(Into::into)
+            })
+            .collect()
+    }
+
+    /// Writes the table's changes to the data file (survives `kill -9`).
+    pub fn flush(&self) -> Result<(), StoreError> {
+        self.db.flush()?;
+        Ok(())
+    }
+}
