@@ -14,7 +14,7 @@ use thiserror::Error;
 use crate::checks;
 use crate::config::DetectorConfig;
 use crate::entity::{Entity, EntityType};
-use crate::person::{PersonRules, ascii_word_edges_ok};
+use crate::person::PersonRules;
 use crate::phone::{self, PhoneCandidate};
 
 /// Why a detector could not be built.
@@ -559,10 +559,12 @@ fn ipv4_octet(group: Option<&[u8]>) -> bool {
     let Some(group) = group else {
         return false;
     };
-    let value = group.iter().fold(0u32, |acc, digit| acc * 10 + u32::from(digit - b'0'));
-    (1..=3).contains(&group.len())
-        && value <= 255
-        && (group.len() == 1 || group.first() != Some(&b'0'))
+    if !(1..=3).contains(&group.len()) {
+        return false;
+    }
+    let value =
+        group.iter().fold(0u32, |acc, digit| acc * 10 + u32::from(digit.wrapping_sub(b'0')));
+    value <= 255 && (group.len() == 1 || group.first() != Some(&b'0'))
 }
 
 /// Whether `text[start..end]` stands alone: not glued to an ASCII letter
@@ -623,8 +625,9 @@ fn resolve(mut candidates: Vec<Candidate>) -> Vec<Candidate> {
 }
 
 /// Once a value is known to be personal data (say a name introduced by
-/// "I'm"), its other occurrences in the same text are masked too, so the
-/// masked text never shows a detected value.
+/// "I'm"), every other occurrence in the same text is masked too, even one
+/// glued to other characters, so the masked text never shows a detected
+/// value.
 fn mask_repeats(text: &str, accepted: &mut Vec<Candidate>) {
     let mut extra = Vec::new();
     for candidate in accepted.iter() {
@@ -637,7 +640,7 @@ fn mask_repeats(text: &str, accepted: &mut Vec<Candidate>) {
                 .iter()
                 .chain(extra.iter())
                 .all(|taken: &Candidate| taken.end <= start || end <= taken.start);
-            if free && ascii_word_edges_ok(text, start, end) {
+            if free {
                 extra.push(Candidate {
                     start,
                     end,
