@@ -8,6 +8,8 @@
 //! - [`nats`]: [`NatsBus`], on NATS JetStream (stream `CRM_EVENTS`).
 //! - [`store_service`]: the event-store service that copies `CRM_EVENTS` into
 //!   the sled log and acknowledges only once it is durable.
+//! - [`vault`]: the [`vault::PiiVault`] trait, the personal-data boundary as a
+//!   service (implemented by the masking agent).
 //! - [`shutdown`]: the shutdown signal every long-running task listens to.
 //!
 //! This is the only crate that uses async-nats.
@@ -18,6 +20,7 @@ pub mod intake;
 pub mod nats;
 pub mod shutdown;
 pub mod store_service;
+pub mod vault;
 
 pub use bus::{Bus, BusError, Delivery, EventSubscription};
 pub use embedded::EmbeddedBus;
