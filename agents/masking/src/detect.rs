@@ -634,7 +634,13 @@ fn mask_repeats(text: &str, accepted: &mut Vec<Candidate>) {
         let Some(value) = text.get(candidate.start..candidate.end) else {
             continue;
         };
-        for (start, _) in text.match_indices(value) {
+        // Occurrences may overlap each other; a blocked one must not hide
+        // a free one that starts inside it, so the search steps one
+        // character at a time past blocked matches.
+        let step = value.chars().next().map_or(1, char::len_utf8);
+        let mut from = 0;
+        while let Some(offset) = text.get(from..).and_then(|rest| rest.find(value)) {
+            let start = from + offset;
             let end = start + value.len();
             let free = accepted
                 .iter()
@@ -647,6 +653,9 @@ fn mask_repeats(text: &str, accepted: &mut Vec<Candidate>) {
                     entity_type: candidate.entity_type.clone(),
                     score: candidate.score,
                 });
+                from = end;
+            } else {
+                from = start + step;
             }
         }
     }
