@@ -103,9 +103,9 @@ impl Profile {
     }
 }
 
-const PHONE_CUES_ASCII: [&str; 12] = [
+const PHONE_CUES_ASCII: [&str; 13] = [
     "call", "phone", "tel", "mobile", "cell", "reach me", "text me", "whatsapp", "ring", "fax",
-    "dial", "ph",
+    "dial", "ph", "line",
 ];
 const PHONE_CUES_CHINESE: [&str; 11] =
     ["电话", "手机", "回电", "致电", "联系方式", "拨打", "打给", "座机", "热线", "来电", "微信"];
@@ -483,6 +483,15 @@ impl Run<'_> {
         }
         let separators = separators.get(..last - first)?;
         let same_separator = separators.windows(2).all(|pair| pair.first() == pair.last());
+        // A grouped candidate cannot start in the middle of a run that
+        // keeps the same grouping: `9400 1655 4674 0712 2215 60` is one
+        // tracking number, not a phone starting at `4674`.
+        if first > 0 && !separators.is_empty() {
+            let before = self.separator(first - 1);
+            if separators.iter().all(|separator| *separator == before) {
+                return None;
+            }
+        }
 
         if let Some(found) = card(digits, lengths, separators, same_separator) {
             return Some(found);
@@ -591,6 +600,18 @@ fn cue_before(text: &str, start: usize, ascii_cues: &[&str], chinese_cues: &[&st
     let Some(window) = text.get(window_start..start) else {
         return false;
     };
+    // A cue speaks for the number right after it, not for a second number
+    // further on ("手机188-7951-9775。工单号 6165960733").
+    let window = match window.rfind(|character: char| character.is_ascii_digit()) {
+        Some(last_digit) => window.get(last_digit + 1..).unwrap_or_default(),
+        None => window,
+    };
+    // Nor across a sentence end ("…over phone. Ticket 8827953019"); a
+    // period inside "Tel. +44…" is no sentence end.
+    let window = match sentence_start(window) {
+        Some(start) => window.get(start..).unwrap_or_default(),
+        None => window,
+    };
     let lowered = window.to_ascii_lowercase();
     let ascii_hit = ascii_cues.iter().any(|cue| {
         lowered.match_indices(cue).any(|(position, _)| {
@@ -601,6 +622,24 @@ fn cue_before(text: &str, start: usize, ascii_cues: &[&str], chinese_cues: &[&st
         })
     });
     ascii_hit || chinese_cues.iter().any(|cue| window.contains(cue))
+}
+
+/// Byte offset just after the last sentence end in `window`: `。！？!?`,
+/// a line break, or `. ` followed by an upper-case letter.
+fn sentence_start(window: &str) -> Option<usize> {
+    let bytes = window.as_bytes();
+    window
+        .char_indices()
+        .rev()
+        .find(|&(position, character)| match character {
+            '。' | '！' | '？' | '!' | '?' | '\n' => true,
+            '.' => {
+                bytes.get(position + 1) == Some(&b' ')
+                    && bytes.get(position + 2).is_some_and(u8::is_ascii_uppercase)
+            }
+            _ => false,
+        })
+        .map(|(position, character)| position + character.len_utf8())
 }
 
 /// Keep the best non-overlapping candidates: higher score first, then the

@@ -10,7 +10,9 @@ use crate::entity::EntityType;
 use crate::surnames::{COMPOUND_SURNAMES, is_single_surname};
 
 const KNOWN_FULL_SCORE: f32 = 0.95;
-const KNOWN_PART_SCORE: f32 = 0.8;
+/// Below cue-introduced names, so that "Contact: Danielle Bell" keeps the
+/// whole name when the CRM knows another "Bell".
+const KNOWN_PART_SCORE: f32 = 0.7;
 const CUE_SCORE: f32 = 0.75;
 
 /// Capitalised words that follow an English cue without being a name
@@ -55,6 +57,7 @@ const ENGLISH_STOP_WORDS: &[&str] = &[
     "client",
     "clients",
     "colleague",
+    "contact",
     "concerned",
     "confident",
     "confused",
@@ -220,7 +223,7 @@ const ENGLISH_STOP_WORDS: &[&str] = &[
 
 /// Characters that end a Chinese given name: particles, verbs and
 /// title characters that commonly follow a name in a sentence.
-const CHINESE_NAME_STOPS: &str = "的是在和与了也就都要想来去说从给把被对我你他她们这那有电手邮号先女经总请吗呢吧啊公司负责部门客户联系微信今明昨现已刚将会可能需";
+const CHINESE_NAME_STOPS: &str = "的是在和与了也就都要想来去说从给把被对我你他她们这那有电手邮号先女经总请吗呢吧啊公司负责部门客户联系微信今昨现已将会需";
 
 /// The cue tables and patterns, compiled once in `Detector::new`.
 pub(crate) struct PersonRules {
@@ -264,9 +267,15 @@ impl PersonRules {
 
     /// Names introduced by an English cue.
     pub(crate) fn english(&self, text: &str, out: &mut Vec<Candidate>) {
-        for captures in self.english_cue.captures_iter(text) {
-            let (Some(cue), Some(name)) = (captures.get(1), captures.get(2)) else {
-                continue;
+        // The search resumes right after the kept name, not after the
+        // whole match: in "Kevin Fowler Contact: Zachary Patterson" the
+        // match swallows "Contact", which is itself the next cue.
+        let mut position = 0;
+        while let Some(captures) = self.english_cue.captures_at(text, position) {
+            let (Some(whole), Some(cue), Some(name)) =
+                (captures.get(0), captures.get(1), captures.get(2))
+            else {
+                break;
             };
             // Keep the words up to the first stop word: "John Smith Here".
             let mut end = name.start();
@@ -276,6 +285,7 @@ impl PersonRules {
                 }
                 end = if end == name.start() { end + word.len() } else { end + 1 + word.len() };
             }
+            position = if end > name.start() { end } else { whole.end() };
             if end == name.start() {
                 continue;
             }
@@ -333,7 +343,7 @@ impl PersonRules {
 
     /// Names the CRM already knows. ASCII names match case-insensitively
     /// (ASCII case folding keeps byte offsets intact); other names match
-    /// exactly. The words of a multi-word Latin name also match on their
+    /// exactly. The words of a multi-word name also match on their
     /// own, since messages often use only the first name.
     pub(crate) fn known<S: AsRef<str>>(&self, text: &str, names: &[S], out: &mut Vec<Candidate>) {
         let mut lowered: Option<String> = None;
@@ -342,28 +352,34 @@ impl PersonRules {
             if name.chars().count() < 2 {
                 continue;
             }
-            if name.is_ascii() {
-                let haystack = lowered.get_or_insert_with(|| text.to_ascii_lowercase());
-                push_occurrences(haystack, &name.to_ascii_lowercase(), KNOWN_FULL_SCORE, out);
-                let words: Vec<&str> = name.split_whitespace().collect();
-                if words.len() > 1 {
-                    for word in words {
-                        // Short words and common words ("Will", "May") would
-                        // mask ordinary text.
-                        if word.len() >= 3 && !self.is_stop_word(word) {
-                            push_occurrences(
-                                haystack,
-                                &word.to_ascii_lowercase(),
-                                KNOWN_PART_SCORE,
-                                out,
-                            );
-                        }
+            push_name(text, &mut lowered, name, KNOWN_FULL_SCORE, out);
+            let words: Vec<&str> = name.split_whitespace().collect();
+            if words.len() > 1 {
+                for word in words {
+                    // Short words and common words ("Will", "May") would
+                    // mask ordinary text.
+                    if word.chars().count() >= 3 && !self.is_stop_word(word) {
+                        push_name(text, &mut lowered, word, KNOWN_PART_SCORE, out);
                     }
                 }
-            } else {
-                push_occurrences(text, name, KNOWN_FULL_SCORE, out);
             }
         }
+    }
+}
+
+/// Occurrences of one known name: ASCII case-insensitively, others exactly.
+fn push_name(
+    text: &str,
+    lowered: &mut Option<String>,
+    name: &str,
+    score: f32,
+    out: &mut Vec<Candidate>,
+) {
+    if name.is_ascii() {
+        let haystack = lowered.get_or_insert_with(|| text.to_ascii_lowercase());
+        push_occurrences(haystack, &name.to_ascii_lowercase(), score, out);
+    } else {
+        push_occurrences(text, name, score, out);
     }
 }
 

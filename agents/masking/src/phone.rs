@@ -26,11 +26,12 @@ pub(crate) struct PhoneCandidate<'a> {
 const INTERNATIONAL_SCORE: f32 = 0.95;
 const MOBILE_SCORE: f32 = 0.9;
 const NATIONAL_SCORE: f32 = 0.85;
+const BARE_NATIONAL_SCORE: f32 = 0.8;
 const CUE_SCORE: f32 = 0.7;
 
 /// The regions whose national formats are validated with `phonenumber`
 /// when a number starts with a trunk `0`.
-const NATIONAL_REGIONS: [Id; 6] = [Id::GB, Id::DE, Id::FR, Id::IT, Id::ES, Id::NL];
+const NATIONAL_REGIONS: [Id; 7] = [Id::GB, Id::DE, Id::FR, Id::IT, Id::ES, Id::NL, Id::CN];
 
 /// Decide whether the candidate is a phone number; returns its score.
 pub(crate) fn classify(candidate: &PhoneCandidate<'_>) -> Option<f32> {
@@ -39,6 +40,12 @@ pub(crate) fn classify(candidate: &PhoneCandidate<'_>) -> Option<f32> {
         return None;
     }
     let formatted = !candidate.separators.is_empty() || candidate.has_open_paren;
+    // Slashes separate area and number in German style (`030/1234567`);
+    // more than one, or anything else around them, is a date.
+    let slashes = candidate.separators.iter().filter(|separator| separator.contains('/')).count();
+    if slashes > 1 || (slashes == 1 && candidate.group_lengths.len() != 2) {
+        return None;
+    }
     if candidate.has_plus
         || (digits.starts_with(b"00") && digits.len() >= 10 && (formatted || candidate.cue))
     {
@@ -53,6 +60,12 @@ pub(crate) fn classify(candidate: &PhoneCandidate<'_>) -> Option<f32> {
     if formatted && (nanp(candidate) || chinese_landline(candidate) || european_national(candidate))
     {
         return Some(NATIONAL_SCORE);
+    }
+    // A bare number with a trunk `0` (`02079460958`) is a national phone
+    // when libphonenumber says so: tickets, timestamps and order numbers
+    // do not start with `0`.
+    if !formatted && (10..=11).contains(&digits.len()) && european_national(candidate) {
+        return Some(BARE_NATIONAL_SCORE);
     }
     // A cue vouches for plain or space/dash-grouped digits, never for
     // something shaped like a date (`2024-05-12`, `12 05 2024`).
@@ -93,7 +106,28 @@ fn international(candidate: &PhoneCandidate<'_>) -> bool {
     if !(8..=15).contains(&national_length) {
         return false;
     }
-    phonenumber::parse(None, &e164).is_ok_and(|number| phonenumber::is_valid(&number))
+    if phonenumber::parse(None, &e164).is_ok_and(|number| phonenumber::is_valid(&number)) {
+        return true;
+    }
+    // The metadata shipped with the crate lags new area codes and mobile
+    // ranges; for the two plans we know by rule, the rule decides.
+    let national = e164.as_bytes();
+    match national {
+        [b'+', b'1', rest @ ..] => rest.len() == 10 && nanp_digits(rest),
+        [b'+', b'8', b'6', rest @ ..] => {
+            rest.len() == 11
+                && rest.first() == Some(&b'1')
+                && matches!(rest.get(1), Some(b'3'..=b'9'))
+        }
+        _ => false,
+    }
+}
+
+/// NANP area code `[2-9][0-8]x` and exchange `[2-9]xx` over ten digits.
+fn nanp_digits(digits: &[u8]) -> bool {
+    matches!(digits.first(), Some(b'2'..=b'9'))
+        && digits.get(1) != Some(&b'9')
+        && matches!(digits.get(3), Some(b'2'..=b'9'))
 }
 
 /// Chinese mobile: `1[3-9]` and 9 more digits, plain, `138-1234-5678` or
@@ -136,9 +170,7 @@ fn nanp(candidate: &PhoneCandidate<'_>) -> bool {
         matches!(*first, "-" | "." | " ")
     };
     let second_ok = matches!(*second, "-" | "." | " ");
-    let area_ok = matches!(digits.first(), Some(b'2'..=b'9')) && digits.get(1) != Some(&b'9');
-    let exchange_ok = matches!(digits.get(3), Some(b'2'..=b'9'));
-    first_ok && second_ok && area_ok && exchange_ok
+    first_ok && second_ok && nanp_digits(digits)
 }
 
 /// Chinese landline: `010-12345678`, `0755-1234567`, `(010)12345678`.
@@ -166,7 +198,8 @@ fn chinese_landline(candidate: &PhoneCandidate<'_>) -> bool {
 }
 
 /// European national formats with a trunk `0` (`020 7946 0958`,
-/// `030 1234567`, `01 23 45 67 89`), validated with `phonenumber`.
+/// `030 1234567`, `01 23 45 67 89`, and bare `01062345678`), validated
+/// with `phonenumber`.
 fn european_national(candidate: &PhoneCandidate<'_>) -> bool {
     let digits = candidate.digits;
     if digits.first() != Some(&b'0')

@@ -185,3 +185,36 @@ fn bad_custom_names_are_rejected() {
         assert!(Detector::new(&config).is_err(), "{name}");
     }
 }
+
+#[test]
+fn run_context() {
+    // A tracking number stays whole; a cue speaks only for the next number.
+    untouched("Tracking: 9400 7174 0816 2334 5829 19.");
+    check("手机188-7951-9775。工单号 6165960733", "手机<PHONE_1>。工单号 6165960733");
+    // A bare national number with a trunk zero.
+    check("Best regards,\nAnna\n02079460958", "Best regards,\n<PERSON_1>\n<PHONE_1>");
+    check("Freephone (0808) 157 0335 or (0808) 1570335", "Freephone <PHONE_1> or <PHONE_2>");
+    check("收件人谷莉，手机132-0821-4443", "收件人<PERSON_1>，手机<PHONE_1>");
+    check("我是宋刚，邮箱a@b.cn", "我是<PERSON_1>，邮箱<EMAIL_1>");
+    check_with_names(
+        "Contact: Danielle Bell, see you",
+        &["Thomas Bell"],
+        "Contact: <PERSON_1>, see you",
+    );
+    check_with_names("谢谢 Horst-Günter!", &["Horst-Günter Carsten"], "谢谢 <PERSON_1>!");
+}
+
+#[test]
+fn sentence_and_date_context() {
+    untouched("会议改到08/01/2025 12:48 am，请准时参加。");
+    check(
+        "John prefers email over phone. Ticket 8827953019 reopened",
+        "John prefers email over phone. Ticket 8827953019 reopened",
+    );
+    check(
+        "Thanks,\nKevin Fowler Contact: Zachary Patterson, mobile",
+        "Thanks,\n<PERSON_1> Contact: <PERSON_2>, mobile",
+    );
+    check("Customer (+1 274 578 5906)", "Customer (<PHONE_1>)");
+    check("Büro 030/1234567", "Büro <PHONE_1>");
+}
