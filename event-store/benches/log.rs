@@ -1,1 +1,196 @@
-fn main() {}
+//! Event-log benchmarks, each next to a raw-sled baseline measured in the same run.
+//!
+//! Run: `cargo bench -p event-store --bench log` (add `-- --events 1000000` to
+//! change the replay size). Results go to stdout as a Markdown table; record them
+//! in docs/BENCHMARKS.md.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use bus_schema::{
+    Actor, ActorKind, Channel, EventEnvelope, EventPayload, ExpectedRevision, InteractionRecorded,
+    StreamId,
+};
+use event_store::record::StoredRecord;
+use event_store::{EventLog, ReadModels, SledEventLog, SledOptions};
+
+const CONTENT: &str = "Hello, we looked at the proposal you sent last week and the team is \
+    interested in the premium plan. Could you share the price for 50 seats, the contract \
+    terms, and whether onboarding is included? We would like to decide before the end of \
+    the quarter. Thanks, <PERSON_1> (<EMAIL_1>)";
+
+fn event(customer: usize, n: usize) -> EventEnvelope {
+    let id = format!("cus_{customer}");
+    EventEnvelope::new(
+        StreamId::customer(&id).unwrap(),
+        Actor::new(ActorKind::Integration, "bench"),
+        EventPayload::InteractionRecorded(InteractionRecorded {
+            interaction_id: format!("int_{n}"),
+            customer_id: id,
+            channel: Channel::Email,
+            content: CONTENT.into(),
+            sentiment_score: Some(0.4),
+            occurred_at: chrono::Utc::now(),
+            source: "bench".into(),
+        }),
+    )
+}
+
+fn bench_dir(name: &str) -> tempfile::TempDir {
+    // Under target/, on the real disk (not a tmpfs), like a node's data directory.
+    let base = std::env::var("CARGO_TARGET_DIR").unwrap_or_else(|_| "target".into());
+    std::fs::create_dir_all(&base).unwrap();
+    tempfile::Builder::new().prefix(name).tempdir_in(base).unwrap()
+}
+
+fn dir_size(path: &std::path::Path) -> u64 {
+    std::fs::read_dir(path)
+        .map(|entries| {
+            entries
+                .flatten()
+                .map(|entry| match entry.metadata() {
+                    Ok(meta) if meta.is_dir() => dir_size(&entry.path()),
+                    Ok(meta) => meta.len(),
+                    Err(_) => 0,
+                })
+                .sum()
+        })
+        .unwrap_or(0)
+}
+
+fn peak_rss_mib() -> f64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    status
+        .lines()
+        .find(|line| line.starts_with("VmHWM:"))
+        .and_then(|line| line.split_whitespace().nth(1))
+        .and_then(|kib| kib.parse::<f64>().ok())
+        .map_or(0.0, |kib| kib / 1024.0)
+}
+
+/// Durable appends through the log: `writers` tasks, `total` events in all.
+fn durable_appends(runtime: &tokio::runtime::Runtime, writers: usize, total: usize) -> f64 {
+    let dir = bench_dir("append");
+    let log: Arc<dyn EventLog> =
+        Arc::new(SledEventLog::open(dir.path(), SledOptions::default()).unwrap());
+    let per_writer = total / writers;
+    let started = Instant::now();
+    runtime.block_on(async {
+        let mut tasks = Vec::new();
+        for writer in 0..writers {
+            let log = log.clone();
+            tasks.push(tokio::spawn(async move {
+                for n in 0..per_writer {
+                    let event = event(writer * 1_000_000 + n % 100, n);
+                    let stream = event.stream.clone();
+                    log.append(&stream, ExpectedRevision::Any, vec![event]).await.unwrap();
+                }
+            }));
+        }
+        for task in tasks {
+            task.await.unwrap();
+        }
+    });
+    (per_writer * writers) as f64 / started.elapsed().as_secs_f64()
+}
+
+/// Raw sled: one insert per event, with a `flush()` after each (or none).
+fn raw_sled(total: usize, flush_each: bool) -> f64 {
+    let dir = bench_dir("raw");
+    let db = sled::Config::new().path(dir.path()).cache_capacity(64 << 20).open().unwrap();
+    let tree = db.open_tree("events").unwrap();
+    let started = Instant::now();
+    for n in 0..total {
+        let bytes = event(n % 100, n).encode();
+        tree.insert((n as u64).to_be_bytes(), bytes).unwrap();
+        if flush_each {
+            db.flush().unwrap();
+        }
+    }
+    total as f64 / started.elapsed().as_secs_f64()
+}
+
+fn replay(runtime: &tokio::runtime::Runtime, events: usize) -> (f64, f64, f64, f64) {
+    let dir = bench_dir("replay");
+    // Filling without fsync: only the read side is measured here.
+    let options = SledOptions { fsync: false, ..SledOptions::default() };
+    let db = event_store::sled_log::open_db(dir.path(), &options).unwrap();
+    let models = ReadModels::open(&db).unwrap();
+    let log = Arc::new(SledEventLog::with_db(db.clone(), dir.path(), options).unwrap());
+    let fill = Instant::now();
+    runtime.block_on(async {
+        let mut tasks = Vec::new();
+        for writer in 0..64 {
+            let log = log.clone();
+            tasks.push(tokio::spawn(async move {
+                let mut n = writer;
+                while n < events {
+                    let event = event(n % 10_000, n);
+                    let stream = event.stream.clone();
+                    log.append(&stream, ExpectedRevision::Any, vec![event]).await.unwrap();
+                    n += 64;
+                }
+            }));
+        }
+        for task in tasks {
+            task.await.unwrap();
+        }
+    });
+    eprintln!("filled {events} events in {:.1}s", fill.elapsed().as_secs_f64());
+    log.close().unwrap();
+    let bytes_per_event = dir_size(dir.path()) as f64 / events as f64;
+
+    // Baseline: scan the record keys and decode every envelope.
+    let tree = db.open_tree("events").unwrap();
+    let started = Instant::now();
+    let mut decoded = 0usize;
+    for entry in tree.range(vec![b'L']..vec![b'M']) {
+        let (key, value) = entry.unwrap();
+        let position = u64::from_be_bytes(key[1..].try_into().unwrap());
+        let record = StoredRecord::decode_bytes(position, &value).unwrap();
+        let event = record.to_event().unwrap();
+        decoded += usize::from(event.position > 0);
+    }
+    let raw_rate = decoded as f64 / started.elapsed().as_secs_f64();
+
+    let log_dyn: Arc<dyn EventLog> = log.clone();
+    let started = Instant::now();
+    let folded = models.customer360.rebuild(&log_dyn, &mut |_| {}).unwrap();
+    let replay_rate = folded as f64 / started.elapsed().as_secs_f64();
+    (raw_rate, replay_rate, bytes_per_event, peak_rss_mib())
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    let events = args
+        .windows(2)
+        .find(|pair| pair[0] == "--events")
+        .and_then(|pair| pair[1].parse().ok())
+        .unwrap_or(1_000_000usize);
+    let appends = 20_000;
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
+
+    let raw_flush = raw_sled(appends / 4, true);
+    let raw_none = raw_sled(appends * 5, false);
+    let one = durable_appends(&runtime, 1, appends / 4);
+    let many = durable_appends(&runtime, 64, appends * 5);
+    let (raw_scan, replay_rate, bytes_per_event, rss) = replay(&runtime, events);
+
+    println!("| measurement | AgentCRM | baseline (same run) | ratio |");
+    println!("|---|---|---|---|");
+    println!(
+        "| durable appends/s, 1 writer (fsync per batch) | {one:.0} | raw sled insert + flush() per event: {raw_flush:.0} | {:.2}x |",
+        one / raw_flush
+    );
+    println!(
+        "| durable appends/s, 64 writers (group commit + fdatasync) | {many:.0} | raw sled insert, no flush: {raw_none:.0} | {:.2}x |",
+        many / raw_none
+    );
+    println!(
+        "| replay events/s over {events} events (customer 360 rebuild) | {replay_rate:.0} | raw sled scan + decode: {raw_scan:.0} | {:.2}x |",
+        replay_rate / raw_scan
+    );
+    println!("| bytes on disk per event | {bytes_per_event:.0} | | |");
+    println!("| peak RSS (MiB) | {rss:.0} | | |");
+}

@@ -24,7 +24,11 @@ pub struct Customer360 {
     pub updated_at: Option<DateTime<Utc>>,
     /// The stream's revision: the position of the last event folded (the ETag).
     pub revision: u64,
-    pub interactions: Vec<InteractionView>,
+    /// How many interactions were recorded in all.
+    pub interaction_count: u64,
+    /// The latest interactions, oldest first, at most [`RECENT_INTERACTIONS`]; the
+    /// full history is the customer's event stream.
+    pub recent_interactions: Vec<InteractionView>,
     /// Activity kind → how many times it was logged.
     pub activity_counts: BTreeMap<String, u64>,
     pub last_activity_at: Option<DateTime<Utc>>,
@@ -32,6 +36,9 @@ pub struct Customer360 {
     pub average_sentiment: Option<f64>,
     pub scored_interactions: u64,
 }
+
+/// How many interactions the 360 view keeps inline.
+pub const RECENT_INTERACTIONS: usize = 20;
 
 /// One interaction, as listed in the 360 view.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -102,7 +109,11 @@ impl Projection for Customer360Projection {
                     row.scored_interactions += 1;
                     row.average_sentiment = Some((total + score) / row.scored_interactions as f64);
                 }
-                row.interactions.push(InteractionView {
+                row.interaction_count += 1;
+                if row.recent_interactions.len() == RECENT_INTERACTIONS {
+                    row.recent_interactions.remove(0);
+                }
+                row.recent_interactions.push(InteractionView {
                     position: event.position,
                     interaction_id: interaction.interaction_id.clone(),
                     channel: interaction.channel,

@@ -1,28 +1,39 @@
 //! The durable event log on sled.
 //!
-//! One writer thread owns every write. It takes all appends that are waiting,
-//! checks them in order (deduplication, expected revision), writes them as one
-//! atomic sled batch, then makes the batch durable with one `flush()` followed by
-//! one `fdatasync` of sled's data file, and only then answers every writer
-//! (group commit). sled's `flush()` alone only issues `sync_file_range`, which
-//! does not survive a power cut; and many tasks awaiting `flush_async` at once
-//! deadlock sled 0.34 (sled issue #1308), so there is exactly one flusher.
+//! Three threads share the work, so disk waits overlap with CPU work:
+//! - the **writer** takes every append that is waiting, checks it (deduplication,
+//!   expected revision), chains and writes the records as one atomic sled batch,
+//!   and hands the batch to the flusher;
+//! - the **flusher** takes every batch written so far, makes them durable with one
+//!   sled `flush()` followed by one `fdatasync` of sled's data file, then moves the
+//!   durable head and answers every writer (group commit);
+//! - the **indexer** writes the per-stream and `event_id` indexes afterwards, off
+//!   the acknowledgement path. Until an entry is indexed it lives in an in-memory
+//!   tail that readers and the writer consult first; on open, records past the
+//!   index checkpoint are indexed again from the log itself.
+//!
+//! sled's `flush()` alone only issues `sync_file_range`, which does not survive a
+//! power cut, hence the `fdatasync`; and many tasks awaiting `flush_async` at once
+//! deadlock sled 0.34 (sled issue #1308), hence exactly one flusher. A failed
+//! flush poisons the log: nothing more is accepted until it is reopened.
 //!
 //! Layout of the `events` tree (positions are big-endian, so keys sort by position):
 //! - `L` position → [`StoredRecord`]
+//! - `H` → head position and head hash (so a removed tail is detected)
 //! - `S` stream `\0` position → empty (the per-stream index)
 //! - `I` event id (16 bytes) → position (the permanent idempotency index)
-//! - `H` → head position and head hash (so a removed tail is detected)
+//! - `X` → the last position the indexes cover
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 
 use async_trait::async_trait;
 use bus_schema::{EventEnvelope, ExpectedRevision, RecordedEvent, StreamId};
+use prost::Message as _;
 use tokio::sync::{mpsc, oneshot, watch};
 use uuid::Uuid;
 
@@ -34,7 +45,8 @@ const RECORD: u8 = b'L';
 const STREAM: u8 = b'S';
 const EVENT_ID: u8 = b'I';
 const HEAD: &[u8] = b"H";
-/// The most requests one group commit takes.
+const INDEXED: &[u8] = b"X";
+/// The most requests one writer batch takes.
 const MAX_BATCH: usize = 2048;
 
 /// How the log is opened.
@@ -73,36 +85,122 @@ pub fn open_db(path: &Path, options: &SledOptions) -> Result<sled::Db, StoreErro
     })
 }
 
-/// The durable, hash-chained event log.
-pub struct SledEventLog {
-    db: sled::Db,
-    tree: sled::Tree,
-    path: PathBuf,
-    sender: Mutex<Option<mpsc::Sender<Request>>>,
-    writer: Mutex<Option<JoinHandle<()>>>,
-    durable_head: Arc<AtomicU64>,
-    head_watch: watch::Receiver<u64>,
-    intake_tree: sled::Tree,
-    intake_watch: watch::Receiver<u64>,
+/// An event encoded by its caller, ready to be chained.
+struct Prepared {
+    event_id: Uuid,
+    stream: StreamId,
+    bytes: Vec<u8>,
 }
+
+impl Prepared {
+    fn new(event: &EventEnvelope) -> Self {
+        Self { event_id: event.event_id, stream: event.stream.clone(), bytes: event.encode() }
+    }
+}
+
+type Answer<T> = oneshot::Sender<Result<T, AppendError>>;
 
 enum Request {
     Append {
         stream: StreamId,
         expected: ExpectedRevision,
-        events: Vec<EventEnvelope>,
-        reply: oneshot::Sender<Result<AppendOutcome, AppendError>>,
+        events: Vec<Prepared>,
+        reply: Answer<AppendOutcome>,
+    },
+    AppendAt {
+        records: Vec<(u64, Prepared)>,
+        reply: Answer<Vec<AppendOutcome>>,
     },
     Enqueue {
         event_id: Uuid,
         dedupe_key: Option<Vec<u8>>,
         item: Vec<u8>,
-        reply: oneshot::Sender<Result<IntakeReceipt, AppendError>>,
+        reply: Answer<IntakeReceipt>,
     },
-    AppendAt {
-        records: Vec<(u64, EventEnvelope)>,
-        reply: oneshot::Sender<Result<Vec<AppendOutcome>, AppendError>>,
-    },
+}
+
+/// Stream and id of records the indexer has not written yet.
+#[derive(Default)]
+struct Tail {
+    by_id: HashMap<Uuid, u64>,
+    by_stream: HashMap<StreamId, Vec<u64>>,
+}
+
+impl Tail {
+    fn insert(&mut self, position: u64, stream: &StreamId, event_id: Uuid) {
+        self.by_id.insert(event_id, position);
+        self.by_stream.entry(stream.clone()).or_default().push(position);
+    }
+
+    fn remove(&mut self, position: u64, stream: &StreamId, event_id: Uuid) {
+        self.by_id.remove(&event_id);
+        if let Some(positions) = self.by_stream.get_mut(stream) {
+            positions.retain(|candidate| *candidate != position);
+            if positions.is_empty() {
+                self.by_stream.remove(stream);
+            }
+        }
+    }
+}
+
+/// What readers, writer, flusher and indexer share.
+struct Shared {
+    tree: sled::Tree,
+    durable_head: AtomicU64,
+    tail: Mutex<Tail>,
+    poisoned: Mutex<Option<String>>,
+}
+
+impl Shared {
+    fn tail(&self) -> MutexGuard<'_, Tail> {
+        // A panic while holding the lock cannot leave the maps half-updated in a
+        // way readers could misread (every update is a single insert or remove).
+        self.tail.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn head(&self) -> u64 {
+        self.durable_head.load(Ordering::Acquire)
+    }
+
+    /// The stream's last position at or below `limit`: the unindexed tail first
+    /// (it always holds a stream's newest entries), then the index.
+    fn revision_at_most(&self, stream: &StreamId, limit: u64) -> Result<u64, StoreError> {
+        let from_tail = self.tail().by_stream.get(stream).and_then(|positions| {
+            positions.iter().rev().find(|position| **position <= limit).copied()
+        });
+        match from_tail {
+            Some(position) => Ok(position),
+            None => stream_revision_at_most(&self.tree, stream, limit),
+        }
+    }
+
+    fn position_at_most(&self, event_id: Uuid, limit: u64) -> Result<Option<u64>, StoreError> {
+        if let Some(position) = self.tail().by_id.get(&event_id) {
+            return Ok(Some(*position).filter(|position| *position <= limit));
+        }
+        Ok(lookup_event_id(&self.tree, event_id)?.filter(|position| *position <= limit))
+    }
+
+    fn check_poisoned(&self) -> Result<(), StoreError> {
+        match self.poisoned.lock().ok().and_then(|guard| guard.clone()) {
+            Some(reason) => Err(StoreError::Io(std::io::Error::other(format!(
+                "the log stopped accepting writes after a failed flush ({reason}); reopen it"
+            )))),
+            None => Ok(()),
+        }
+    }
+}
+
+/// The durable, hash-chained event log.
+pub struct SledEventLog {
+    db: sled::Db,
+    shared: Arc<Shared>,
+    path: PathBuf,
+    sender: Mutex<Option<mpsc::Sender<Request>>>,
+    threads: Mutex<Vec<JoinHandle<()>>>,
+    head_watch: watch::Receiver<u64>,
+    intake_tree: sled::Tree,
+    intake_watch: watch::Receiver<u64>,
 }
 
 impl SledEventLog {
@@ -116,36 +214,57 @@ impl SledEventLog {
     pub fn with_db(db: sled::Db, path: &Path, options: SledOptions) -> Result<Self, StoreError> {
         let tree = db.open_tree("events")?;
         let (head, head_hash) = read_head(&tree)?;
+        reindex_tail(&tree, head)?;
         let data_file = if options.fsync { Some(File::open(path.join("db"))?) } else { None };
-        let durable_head = Arc::new(AtomicU64::new(head));
+        let shared = Arc::new(Shared {
+            tree: tree.clone(),
+            durable_head: AtomicU64::new(head),
+            tail: Mutex::new(Tail::default()),
+            poisoned: Mutex::new(None),
+        });
         let (head_sender, head_watch) = watch::channel(head);
-        let (sender, receiver) = mpsc::channel(8192);
         let intake_tree = db.open_tree("intake")?;
         let intake_last = crate::intake::last_sequence(&intake_tree)?;
         let (intake_sender, intake_watch) = watch::channel(intake_last);
+        let (sender, receiver) = mpsc::channel(8192);
+        let (commits, commit_receiver) = std::sync::mpsc::channel();
+        let (index_sender, index_receiver) = std::sync::mpsc::channel();
+
         let writer = Writer {
+            shared: shared.clone(),
             intake: intake_tree.clone(),
-            intake_last,
-            intake_sender,
-            db: db.clone(),
-            tree: tree.clone(),
-            data_file,
             head,
             head_hash,
+            intake_last,
             stream_revisions: HashMap::new(),
-            durable_head: durable_head.clone(),
-            head_sender,
+            commits,
         };
-        let handle = std::thread::Builder::new()
-            .name("event-log-writer".into())
-            .spawn(move || writer.run(receiver))?;
+        let flusher = Flusher {
+            db: db.clone(),
+            shared: shared.clone(),
+            data_file,
+            head_sender,
+            intake_sender,
+            index_sender,
+        };
+        let indexer = Indexer { shared: shared.clone() };
+        let threads = vec![
+            std::thread::Builder::new()
+                .name("event-log-writer".into())
+                .spawn(move || writer.run(receiver))?,
+            std::thread::Builder::new()
+                .name("event-log-flusher".into())
+                .spawn(move || flusher.run(commit_receiver))?,
+            std::thread::Builder::new()
+                .name("event-log-indexer".into())
+                .spawn(move || indexer.run(index_receiver))?,
+        ];
         Ok(Self {
             db,
-            tree,
+            shared,
             path: path.to_owned(),
             sender: Mutex::new(Some(sender)),
-            writer: Mutex::new(Some(handle)),
-            durable_head,
+            threads: Mutex::new(threads),
             head_watch,
             intake_tree,
             intake_watch,
@@ -175,15 +294,16 @@ impl SledEventLog {
         &self.path
     }
 
-    /// Stops taking appends, waits for the writer to make everything durable, and
-    /// flushes the whole database. Idempotent.
+    /// Stops taking appends, waits until everything accepted is durable and
+    /// indexed, and flushes the whole database. Idempotent.
     pub fn close(&self) -> Result<(), StoreError> {
         let sender = self.sender.lock().map(|mut guard| guard.take()).unwrap_or(None);
         drop(sender);
-        let handle = self.writer.lock().map(|mut guard| guard.take()).unwrap_or(None);
-        if let Some(handle) = handle {
-            // A panicking writer already failed its pending appends; closing goes on.
-            let _ = handle.join();
+        let threads =
+            self.threads.lock().map(|mut guard| std::mem::take(&mut *guard)).unwrap_or_default();
+        for thread in threads {
+            // A panicking thread already failed its pending appends; closing goes on.
+            let _ = thread.join();
         }
         self.db.flush()?;
         Ok(())
@@ -195,7 +315,7 @@ impl SledEventLog {
         &self,
         from: u64,
     ) -> impl Iterator<Item = Result<(u64, StoredRecord), StoreError>> + '_ {
-        self.tree.range(record_key(from)..[RECORD + 1].to_vec()).map(|entry| {
+        self.shared.tree.range(record_key(from)..[RECORD + 1].to_vec()).map(|entry| {
             let (key, value) = entry?;
             let position = position_from_key(&key[1..])?;
             Ok((position, StoredRecord::decode_bytes(position, &value)?))
@@ -204,27 +324,32 @@ impl SledEventLog {
 
     /// The head position and hash recorded with the last committed batch.
     pub fn recorded_head(&self) -> Result<(u64, [u8; 32]), StoreError> {
-        read_head(&self.tree)
+        read_head(&self.shared.tree)
     }
 
     /// Overwrites a stored record's bytes. Only for tamper-evidence tests and
     /// tooling that demonstrates `verify`.
     #[doc(hidden)]
     pub fn overwrite_record_for_test(&self, position: u64, bytes: &[u8]) -> Result<(), StoreError> {
-        self.tree.insert(record_key(position), bytes)?;
+        self.shared.tree.insert(record_key(position), bytes)?;
         self.db.flush()?;
         Ok(())
     }
 
-    async fn submit<T>(
-        &self,
-        build: impl FnOnce(oneshot::Sender<Result<T, AppendError>>) -> Request,
-    ) -> Result<T, AppendError> {
+    async fn submit<T>(&self, build: impl FnOnce(Answer<T>) -> Request) -> Result<T, AppendError> {
+        self.shared.check_poisoned()?;
         let sender =
             self.sender.lock().ok().and_then(|guard| guard.clone()).ok_or(StoreError::Closed)?;
         let (reply, answer) = oneshot::channel();
         sender.send(build(reply)).await.map_err(|_| StoreError::Closed)?;
         answer.await.map_err(|_| StoreError::Closed)?
+    }
+
+    fn read_record(&self, position: u64) -> Result<RecordedEvent, StoreError> {
+        let bytes = self.shared.tree.get(record_key(position))?.ok_or_else(|| {
+            StoreError::Corrupt { position, reason: "indexed record is missing".into() }
+        })?;
+        StoredRecord::decode_bytes(position, &bytes)?.to_event()
     }
 }
 
@@ -252,6 +377,15 @@ impl EventLog for SledEventLog {
             }
             return Ok(AppendOutcome { positions: Vec::new(), duplicate: false });
         }
+        // Encoding happens here, on the callers' threads, not in the single writer.
+        let recorded_at = chrono::Utc::now();
+        let events = events
+            .into_iter()
+            .map(|mut event| {
+                event.recorded_at = recorded_at;
+                Prepared::new(&event)
+            })
+            .collect();
         let stream = stream.clone();
         self.submit(|reply| Request::Append { stream, expected, events, reply }).await
     }
@@ -266,6 +400,8 @@ impl EventLog for SledEventLog {
         if records.is_empty() {
             return Ok(Vec::new());
         }
+        let records =
+            records.iter().map(|(position, event)| (*position, Prepared::new(event))).collect();
         self.submit(|reply| Request::AppendAt { records, reply }).await
     }
 
@@ -276,22 +412,32 @@ impl EventLog for SledEventLog {
         limit: usize,
     ) -> Result<Vec<RecordedEvent>, StoreError> {
         let head = self.head();
+        // The tail is read before the index: an entry moving from one to the other
+        // in between is then seen in at least one of them.
+        let mut positions: BTreeSet<u64> = self
+            .shared
+            .tail()
+            .by_stream
+            .get(stream)
+            .map(|positions| {
+                positions
+                    .iter()
+                    .copied()
+                    .filter(|position| (from..=head).contains(position))
+                    .collect()
+            })
+            .unwrap_or_default();
         let prefix = stream_prefix(stream);
         let mut start = prefix.clone();
         start.extend_from_slice(&from.to_be_bytes());
-        let mut events = Vec::new();
-        for entry in self.tree.range(start..) {
+        let mut end = prefix.clone();
+        end.extend_from_slice(&head.to_be_bytes());
+        // Indexed entries all come before the tail's, so the first `limit` suffice.
+        for entry in self.shared.tree.range(start..=end).take(limit) {
             let (key, _) = entry?;
-            if !key.starts_with(&prefix) || events.len() >= limit {
-                break;
-            }
-            let position = position_from_key(&key[prefix.len()..])?;
-            if position > head {
-                break;
-            }
-            events.push(self.read_record(position)?);
+            positions.insert(position_from_key(&key[prefix.len()..])?);
         }
-        Ok(events)
+        positions.into_iter().take(limit).map(|position| self.read_record(position)).collect()
     }
 
     fn read_all(&self, from: u64, limit: usize) -> Result<Vec<RecordedEvent>, StoreError> {
@@ -300,7 +446,7 @@ impl EventLog for SledEventLog {
             return Ok(Vec::new());
         }
         let mut events = Vec::new();
-        for entry in self.tree.range(record_key(from.max(1))..=record_key(head)) {
+        for entry in self.shared.tree.range(record_key(from.max(1))..=record_key(head)) {
             if events.len() >= limit {
                 break;
             }
@@ -312,16 +458,15 @@ impl EventLog for SledEventLog {
     }
 
     fn stream_revision(&self, stream: &StreamId) -> Result<u64, StoreError> {
-        stream_revision_at_most(&self.tree, stream, self.head())
+        self.shared.revision_at_most(stream, self.head())
     }
 
     fn position_of(&self, event_id: Uuid) -> Result<Option<u64>, StoreError> {
-        let head = self.head();
-        Ok(lookup_event_id(&self.tree, event_id)?.filter(|position| *position <= head))
+        self.shared.position_at_most(event_id, self.head())
     }
 
     fn head(&self) -> u64 {
-        self.durable_head.load(Ordering::Acquire)
+        self.shared.head()
     }
 
     fn watch_head(&self) -> watch::Receiver<u64> {
@@ -329,57 +474,16 @@ impl EventLog for SledEventLog {
     }
 }
 
-impl SledEventLog {
-    fn read_record(&self, position: u64) -> Result<RecordedEvent, StoreError> {
-        let bytes = self.tree.get(record_key(position))?.ok_or_else(|| StoreError::Corrupt {
-            position,
-            reason: "indexed record is missing".into(),
-        })?;
-        StoredRecord::decode_bytes(position, &bytes)?.to_event()
-    }
-}
-
-/// The single writer: owns the tentative head while it builds a batch.
-struct Writer {
-    db: sled::Db,
-    tree: sled::Tree,
-    data_file: Option<File>,
-    head: u64,
-    head_hash: [u8; 32],
-    stream_revisions: HashMap<StreamId, u64>,
-    durable_head: Arc<AtomicU64>,
-    head_sender: watch::Sender<u64>,
-    intake: sled::Tree,
-    intake_last: u64,
-    intake_sender: watch::Sender<u64>,
-}
-
-/// What one batch has decided so far but not yet written.
-#[derive(Default)]
-struct Pending {
-    batch: sled::Batch,
-    intake_batch: sled::Batch,
-    intake_keys: HashMap<Vec<u8>, Uuid>,
-    event_ids: HashMap<Uuid, u64>,
-    replies: Vec<Reply>,
-}
-
-/// An answer held back until the batch is durable.
+/// An answer held back until its batch is durable.
 enum Reply {
-    Append(oneshot::Sender<Result<AppendOutcome, AppendError>>, Result<AppendOutcome, AppendError>),
-    AppendAt(
-        oneshot::Sender<Result<Vec<AppendOutcome>, AppendError>>,
-        Result<Vec<AppendOutcome>, AppendError>,
-    ),
-    Enqueue(
-        oneshot::Sender<Result<IntakeReceipt, AppendError>>,
-        Result<IntakeReceipt, AppendError>,
-    ),
+    Append(Answer<AppendOutcome>, Result<AppendOutcome, AppendError>),
+    AppendAt(Answer<Vec<AppendOutcome>>, Result<Vec<AppendOutcome>, AppendError>),
+    Enqueue(Answer<IntakeReceipt>, Result<IntakeReceipt, AppendError>),
 }
 
 impl Reply {
     fn send(self) {
-        // A writer that stopped waiting (its task was cancelled) needs no answer.
+        // A caller that stopped waiting (its task was cancelled) needs no answer.
         match self {
             Self::Append(reply, result) => drop(reply.send(result)),
             Self::AppendAt(reply, result) => drop(reply.send(result)),
@@ -387,10 +491,10 @@ impl Reply {
         }
     }
 
-    /// Turns a success into a failure: the batch it was part of did not commit.
-    fn fail(self, error: &StoreError) -> Self {
+    /// Turns a success into a failure: the batch it was part of is not durable.
+    fn fail(self, reason: &str) -> Self {
         let failure =
-            || AppendError::Store(StoreError::Io(std::io::Error::other(error.to_string())));
+            || AppendError::Store(StoreError::Io(std::io::Error::other(reason.to_owned())));
         match self {
             Self::Append(reply, Ok(_)) => Self::Append(reply, Err(failure())),
             Self::AppendAt(reply, Ok(_)) => Self::AppendAt(reply, Err(failure())),
@@ -398,6 +502,40 @@ impl Reply {
             refused => refused,
         }
     }
+}
+
+/// Index entries of records made durable: (position, stream, event id).
+type IndexEntries = Vec<(u64, StreamId, Uuid)>;
+
+/// One writer batch on its way to the disk.
+struct Commit {
+    head: u64,
+    intake_last: u64,
+    replies: Vec<Reply>,
+    index: IndexEntries,
+    /// Set when writing the batch already failed.
+    failure: Option<String>,
+}
+
+/// What one writer batch has decided so far but not yet written.
+#[derive(Default)]
+struct Pending {
+    batch: sled::Batch,
+    intake_batch: sled::Batch,
+    intake_keys: HashMap<Vec<u8>, Uuid>,
+    replies: Vec<Reply>,
+    index: IndexEntries,
+}
+
+/// The single writer: owns the tentative head while it builds a batch.
+struct Writer {
+    shared: Arc<Shared>,
+    intake: sled::Tree,
+    head: u64,
+    head_hash: [u8; 32],
+    intake_last: u64,
+    stream_revisions: HashMap<StreamId, u64>,
+    commits: std::sync::mpsc::Sender<Commit>,
 }
 
 impl Writer {
@@ -410,100 +548,65 @@ impl Writer {
                     Err(_) => break,
                 }
             }
-            self.commit(requests);
-        }
-        if let Err(error) = self.db.flush() {
-            tracing::error!(error = %error, "Final flush of the event log failed");
+            let commit = self.write_batch(requests);
+            if self.commits.send(commit).is_err() {
+                break;
+            }
         }
     }
 
-    fn commit(&mut self, requests: Vec<Request>) {
-        let (start_head, start_hash, start_intake) = (self.head, self.head_hash, self.intake_last);
+    fn write_batch(&mut self, requests: Vec<Request>) -> Commit {
+        let (start_head, start_intake) = (self.head, self.intake_last);
         let mut pending = Pending::default();
         for request in requests {
-            match request {
+            let reply = match request {
                 Request::Append { stream, expected, events, reply } => {
-                    let result = self.stage_append(&mut pending, &stream, expected, events);
-                    pending.replies.push(Reply::Append(reply, result));
-                }
-                Request::Enqueue { event_id, dedupe_key, item, reply } => {
-                    let result = self.stage_enqueue(&mut pending, event_id, dedupe_key, item);
-                    pending.replies.push(Reply::Enqueue(reply, result));
+                    Reply::Append(reply, self.stage_append(&mut pending, &stream, expected, events))
                 }
                 Request::AppendAt { records, reply } => {
-                    let result = self.stage_append_at(&mut pending, records);
-                    pending.replies.push(Reply::AppendAt(reply, result));
+                    Reply::AppendAt(reply, self.stage_append_at(&mut pending, records))
                 }
-            }
+                Request::Enqueue { event_id, dedupe_key, item, reply } => Reply::Enqueue(
+                    reply,
+                    self.stage_enqueue(&mut pending, event_id, dedupe_key, item),
+                ),
+            };
+            pending.replies.push(reply);
         }
-        let wrote_events = self.head != start_head;
-        let wrote_intake = self.intake_last != start_intake;
-        let durable = if wrote_events || wrote_intake {
-            self.write(
-                wrote_events.then_some(pending.batch),
-                wrote_intake.then_some(pending.intake_batch),
-            )
-        } else {
-            Ok(())
-        };
-        match durable {
-            Ok(()) => {
-                self.durable_head.store(self.head, Ordering::Release);
-                self.head_sender.send_replace(self.head);
-                self.intake_sender.send_replace(self.intake_last);
-                for reply in pending.replies {
-                    reply.send();
-                }
-            }
-            Err(error) => {
-                tracing::error!(error = %error, "Group commit failed; failing its appends");
-                // The batch may or may not have reached the tree: take the head
-                // from what is there.
-                (self.head, self.head_hash) =
-                    read_head(&self.tree).unwrap_or((start_head, start_hash));
-                self.stream_revisions.clear();
-                self.intake_last =
-                    crate::intake::last_sequence(&self.intake).unwrap_or(start_intake);
-                for reply in pending.replies {
-                    reply.fail(&error).send();
-                }
-            }
-        }
-    }
-
-    fn write(
-        &mut self,
-        events: Option<sled::Batch>,
-        intake: Option<sled::Batch>,
-    ) -> Result<(), StoreError> {
-        if let Some(mut batch) = events {
+        let mut failure = None;
+        if self.head != start_head {
             let mut head_value = self.head.to_be_bytes().to_vec();
             head_value.extend_from_slice(&self.head_hash);
-            batch.insert(HEAD, head_value);
-            self.tree.apply_batch(batch)?;
+            pending.batch.insert(HEAD, head_value);
+            if let Err(error) = self.shared.tree.apply_batch(pending.batch) {
+                failure = Some(error.to_string());
+            }
         }
-        if let Some(batch) = intake {
-            self.intake.apply_batch(batch)?;
+        if self.intake_last != start_intake
+            && let Err(error) = self.intake.apply_batch(pending.intake_batch)
+        {
+            failure = Some(error.to_string());
         }
-        self.db.flush()?;
-        if let Some(file) = &self.data_file {
-            file.sync_data()?;
+        Commit {
+            head: self.head,
+            intake_last: self.intake_last,
+            replies: pending.replies,
+            index: pending.index,
+            failure,
         }
-        Ok(())
     }
 
-    fn known_position(&self, pending: &Pending, event_id: Uuid) -> Result<Option<u64>, StoreError> {
-        match pending.event_ids.get(&event_id) {
-            Some(position) => Ok(Some(*position)),
-            None => lookup_event_id(&self.tree, event_id),
-        }
+    fn known_position(&self, event_id: Uuid) -> Result<Option<u64>, StoreError> {
+        // Staged entries are in the shared tail already, so one lookup covers
+        // this batch, earlier unindexed batches and the index.
+        self.shared.position_at_most(event_id, u64::MAX)
     }
 
     fn revision(&mut self, stream: &StreamId) -> Result<u64, StoreError> {
         if let Some(revision) = self.stream_revisions.get(stream) {
             return Ok(*revision);
         }
-        let revision = stream_revision_at_most(&self.tree, stream, u64::MAX)?;
+        let revision = self.shared.revision_at_most(stream, u64::MAX)?;
         self.stream_revisions.insert(stream.clone(), revision);
         Ok(revision)
     }
@@ -513,11 +616,11 @@ impl Writer {
         pending: &mut Pending,
         stream: &StreamId,
         expected: ExpectedRevision,
-        events: Vec<EventEnvelope>,
+        events: Vec<Prepared>,
     ) -> Result<AppendOutcome, AppendError> {
         let mut known = Vec::with_capacity(events.len());
         for event in &events {
-            known.push((event.event_id, self.known_position(pending, event.event_id)?));
+            known.push((event.event_id, self.known_position(event.event_id)?));
         }
         if known.iter().all(|(_, position)| position.is_some()) {
             let positions = known.iter().filter_map(|(_, position)| *position).collect();
@@ -530,12 +633,10 @@ impl Writer {
         if !expected.is_satisfied_by(actual) {
             return Err(AppendError::Conflict { stream: stream.clone(), expected, actual });
         }
-        let recorded_at = chrono::Utc::now();
         let mut positions = Vec::with_capacity(events.len());
-        for mut event in events {
-            event.recorded_at = recorded_at;
+        for event in events {
             let position = self.head + 1;
-            self.stage_record(pending, position, &event);
+            self.stage_record(pending, position, event);
             positions.push(position);
         }
         Ok(AppendOutcome { positions, duplicate: false })
@@ -544,7 +645,7 @@ impl Writer {
     fn stage_append_at(
         &mut self,
         pending: &mut Pending,
-        records: Vec<(u64, EventEnvelope)>,
+        records: Vec<(u64, Prepared)>,
     ) -> Result<Vec<AppendOutcome>, AppendError> {
         // Check the whole batch before staging any of it, so a refusal writes nothing.
         let mut outcomes = Vec::with_capacity(records.len());
@@ -553,7 +654,7 @@ impl Writer {
         for (position, event) in &records {
             let known = match in_batch.get(&event.event_id) {
                 Some(position) => Some(*position),
-                None => self.known_position(pending, event.event_id)?,
+                None => self.known_position(event.event_id)?,
             };
             if let Some(original) = known {
                 outcomes.push(AppendOutcome { positions: vec![original], duplicate: true });
@@ -566,11 +667,11 @@ impl Writer {
             in_batch.insert(event.event_id, *position);
             outcomes.push(AppendOutcome { positions: vec![*position], duplicate: false });
         }
-        for ((position, event), outcome) in records.iter().zip(&outcomes) {
+        for ((position, event), outcome) in records.into_iter().zip(&outcomes) {
             if !outcome.duplicate {
                 // Make sure the stream's revision is cached before it moves.
                 self.revision(&event.stream)?;
-                self.stage_record(pending, *position, event);
+                self.stage_record(pending, position, event);
             }
         }
         Ok(outcomes)
@@ -606,19 +707,151 @@ impl Writer {
         Ok(IntakeReceipt { event_id, duplicate: false })
     }
 
-    fn stage_record(&mut self, pending: &mut Pending, position: u64, event: &EventEnvelope) {
-        let record = StoredRecord::seal(position, self.head_hash, event.encode());
+    fn stage_record(&mut self, pending: &mut Pending, position: u64, event: Prepared) {
+        let record = StoredRecord::seal(position, self.head_hash, event.bytes);
         let hash = record.computed_hash();
-        pending.batch.insert(record_key(position), prost::Message::encode_to_vec(&record));
-        let mut stream_key = stream_prefix(&event.stream);
-        stream_key.extend_from_slice(&position.to_be_bytes());
-        pending.batch.insert(stream_key, Vec::new());
-        pending.batch.insert(event_id_key(event.event_id), position.to_be_bytes().to_vec());
-        pending.event_ids.insert(event.event_id, position);
+        pending.batch.insert(record_key(position), record.encode_to_vec());
+        self.shared.tail().insert(position, &event.stream, event.event_id);
         self.stream_revisions.insert(event.stream.clone(), position);
+        pending.index.push((position, event.stream, event.event_id));
         self.head = position;
         self.head_hash = hash;
     }
+}
+
+/// Makes written batches durable and answers their writers.
+struct Flusher {
+    db: sled::Db,
+    shared: Arc<Shared>,
+    data_file: Option<File>,
+    head_sender: watch::Sender<u64>,
+    intake_sender: watch::Sender<u64>,
+    index_sender: std::sync::mpsc::Sender<IndexEntries>,
+}
+
+impl Flusher {
+    fn run(self, commits: std::sync::mpsc::Receiver<Commit>) {
+        while let Ok(first) = commits.recv() {
+            // Everything written so far goes to disk with one flush and one sync.
+            let mut group = vec![first];
+            group.extend(commits.try_iter());
+            // Once poisoned, nothing written after the failure may be acknowledged.
+            let mut failure = self
+                .shared
+                .poisoned
+                .lock()
+                .ok()
+                .and_then(|guard| guard.clone())
+                .or_else(|| group.iter().find_map(|commit| commit.failure.clone()));
+            if failure.is_none()
+                && let Err(error) = self.sync()
+            {
+                failure = Some(error.to_string());
+            }
+            if let Some(reason) = failure {
+                tracing::error!(reason = %reason, "Group commit failed; the log stops accepting writes");
+                if let Ok(mut poisoned) = self.shared.poisoned.lock() {
+                    poisoned.get_or_insert(reason.clone());
+                }
+                for commit in group {
+                    for reply in commit.replies {
+                        reply.fail(&reason).send();
+                    }
+                }
+                continue;
+            }
+            let Some(last) = group.last() else { continue };
+            let (head, intake_last) = (last.head, last.intake_last);
+            self.shared.durable_head.store(head, Ordering::Release);
+            self.head_sender.send_replace(head);
+            self.intake_sender.send_replace(intake_last);
+            for commit in group {
+                for reply in commit.replies {
+                    reply.send();
+                }
+                if !commit.index.is_empty() {
+                    // The indexer outlives the flusher (it is dropped after us).
+                    let _ = self.index_sender.send(commit.index);
+                }
+            }
+        }
+    }
+
+    fn sync(&self) -> Result<(), StoreError> {
+        self.db.flush()?;
+        if let Some(file) = &self.data_file {
+            file.sync_data()?;
+        }
+        Ok(())
+    }
+}
+
+/// Writes the stream and event-id indexes of durable records.
+struct Indexer {
+    shared: Arc<Shared>,
+}
+
+impl Indexer {
+    fn run(self, entries: std::sync::mpsc::Receiver<IndexEntries>) {
+        while let Ok(first) = entries.recv() {
+            let mut group = first;
+            for more in entries.try_iter() {
+                group.extend(more);
+            }
+            if let Err(error) = write_index(&self.shared.tree, &group) {
+                // The entries stay in the tail (still correct for readers) and are
+                // indexed again from the log on the next open.
+                tracing::error!(error = %error, "Failed to write the log's indexes");
+                continue;
+            }
+            let mut tail = self.shared.tail();
+            for (position, stream, event_id) in &group {
+                tail.remove(*position, stream, *event_id);
+            }
+        }
+    }
+}
+
+fn write_index(tree: &sled::Tree, entries: &[(u64, StreamId, Uuid)]) -> Result<(), StoreError> {
+    let Some(last) = entries.iter().map(|(position, _, _)| *position).max() else { return Ok(()) };
+    let mut batch = sled::Batch::default();
+    for (position, stream, event_id) in entries {
+        let mut stream_key = stream_prefix(stream);
+        stream_key.extend_from_slice(&position.to_be_bytes());
+        batch.insert(stream_key, Vec::new());
+        batch.insert(event_id_key(*event_id), position.to_be_bytes().to_vec());
+    }
+    batch.insert(INDEXED, last.to_be_bytes().to_vec());
+    tree.apply_batch(batch)?;
+    Ok(())
+}
+
+/// Indexes the records between the index checkpoint and the head, which a crash
+/// may have left unindexed. Runs before the log accepts anything.
+fn reindex_tail(tree: &sled::Tree, head: u64) -> Result<(), StoreError> {
+    let indexed = match tree.get(INDEXED)? {
+        Some(value) => position_from_key(&value)?,
+        None => 0,
+    };
+    if indexed >= head {
+        return Ok(());
+    }
+    let mut entries = Vec::new();
+    for entry in tree.range(record_key(indexed + 1)..=record_key(head)) {
+        let (key, value) = entry?;
+        let position = position_from_key(&key[1..])?;
+        let record = StoredRecord::decode_bytes(position, &value)?;
+        let envelope = bus_schema::proto::Envelope::decode(record.envelope.as_slice())
+            .map_err(|error| StoreError::Corrupt { position, reason: error.to_string() })?;
+        let stream = envelope.stream.parse().map_err(|error: bus_schema::ValidationError| {
+            StoreError::Corrupt { position, reason: error.to_string() }
+        })?;
+        let event_id = Uuid::parse_str(&envelope.event_id)
+            .map_err(|error| StoreError::Corrupt { position, reason: error.to_string() })?;
+        entries.push((position, stream, event_id));
+    }
+    tracing::info!(records = entries.len(), "Indexing records left unindexed by the last stop");
+    write_index(tree, &entries)
 }
 
 fn record_key(position: u64) -> Vec<u8> {
