@@ -38,7 +38,7 @@ pub struct Customer360 {
 }
 
 /// How many interactions the 360 view keeps inline.
-pub const RECENT_INTERACTIONS: usize = 20;
+pub const RECENT_INTERACTIONS: usize = 10;
 
 /// One interaction, as listed in the 360 view.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -4,6 +4,9 @@
 
 use crate::log::StoreError;
 
+/// One key and its value.
+pub type Entry = (Vec<u8>, Vec<u8>);
+
 /// A named key/value table in the node's sled database.
 #[derive(Clone)]
 pub struct LocalTable {
@@ -45,7 +48,7 @@ impl LocalTable {
     }
 
     /// Every entry whose key starts with `prefix`, in key order.
-    pub fn scan_prefix(&self, prefix: &[u8]) -> Result<Vec<(Vec<u8>, Vec<u8>)>, StoreError> {
+    pub fn scan_prefix(&self, prefix: &[u8]) -> Result<Vec<Entry>, StoreError> {
         self.tree
             .scan_prefix(prefix)
             .map(|entry| {

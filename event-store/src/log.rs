@@ -107,6 +107,24 @@ pub trait EventLog: Send + Sync + 'static {
     /// Events of every stream with position >= `from`, at most `limit`.
     fn read_all(&self, from: u64, limit: usize) -> Result<Vec<RecordedEvent>, StoreError>;
 
+    /// Hands every durable event with position >= `from` to `visit`, in order:
+    /// the fast path for replay. Implementations may decode in parallel.
+    fn scan(
+        &self,
+        from: u64,
+        visit: &mut dyn FnMut(RecordedEvent) -> Result<(), StoreError>,
+    ) -> Result<(), StoreError> {
+        let mut next = from;
+        loop {
+            let page = self.read_all(next, 1024)?;
+            let Some(last) = page.last().map(|event| event.position) else { return Ok(()) };
+            for event in page {
+                visit(event)?;
+            }
+            next = last + 1;
+        }
+    }
+
     /// The stream's revision (position of its last event; 0 = none).
     fn stream_revision(&self, stream: &StreamId) -> Result<u64, StoreError>;
 

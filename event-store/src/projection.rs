@@ -205,11 +205,10 @@ impl<P: Projection> ReadModel<P> {
         log: &Arc<dyn EventLog>,
         progress: &mut dyn FnMut(u64),
     ) -> Result<u64, ProjectionError> {
-        let mut rows: BTreeMap<String, P::Row> = BTreeMap::new();
-        let mut subscription = CatchUpSubscription::new(log.clone(), 0);
+        let mut rows: HashMap<String, P::Row> = HashMap::new();
         let mut last = 0;
-        let mut count = 0;
-        while let Some(event) = subscription.try_next()? {
+        let mut count = 0u64;
+        log.scan(0, &mut |event| {
             if let Some(key) = self.projection.key(&event) {
                 let row = rows.remove(&key);
                 if let Some(row) = self.projection.apply(row, &event) {
@@ -218,13 +217,15 @@ impl<P: Projection> ReadModel<P> {
             }
             last = event.position;
             count += 1;
-            if count % 65_536 == 0 {
+            if count.is_multiple_of(65_536) {
                 progress(last);
             }
-        }
+            Ok(())
+        })?;
         progress(last);
         self.tree.clear()?;
         let mut batch = sled::Batch::default();
+        let rows: BTreeMap<String, P::Row> = rows.into_iter().collect();
         for (key, row) in &rows {
             batch.insert(row_key(key), self.encode(key, row)?);
         }

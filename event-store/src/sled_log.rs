@@ -457,6 +457,50 @@ impl EventLog for SledEventLog {
         Ok(events)
     }
 
+    /// Decodes on several threads while the caller folds: one thread walks the
+    /// records, workers decode chunks of them, and the caller gets them back in
+    /// order.
+    fn scan(
+        &self,
+        from: u64,
+        visit: &mut dyn FnMut(RecordedEvent) -> Result<(), StoreError>,
+    ) -> Result<(), StoreError> {
+        let head = self.head();
+        if from > head {
+            return Ok(());
+        }
+        let workers = std::thread::available_parallelism().map_or(2, |n| n.get()).clamp(1, 4);
+        let tree = &self.shared.tree;
+        std::thread::scope(|scope| {
+            let (chunk_sender, chunk_receiver) =
+                std::sync::mpsc::sync_channel::<RawChunk>(workers * 2);
+            let chunk_receiver = Arc::new(Mutex::new(chunk_receiver));
+            let (decoded_sender, decoded_receiver) = std::sync::mpsc::sync_channel(workers * 2);
+            scope.spawn(move || read_chunks(tree, from, head, &chunk_sender));
+            for _ in 0..workers {
+                let (chunks, decoded) = (chunk_receiver.clone(), decoded_sender.clone());
+                scope.spawn(move || decode_chunks(&chunks, &decoded));
+            }
+            drop(decoded_sender);
+            let mut waiting = std::collections::BTreeMap::new();
+            let mut next = 0;
+            for (index, events) in decoded_receiver {
+                waiting.insert(index, events);
+                while let Some(events) = waiting.remove(&next) {
+                    for event in events? {
+                        visit(event)?;
+                    }
+                    next += 1;
+                }
+            }
+            // Every chunk was handed over in order, unless reading failed.
+            match waiting.into_values().next() {
+                Some(Err(error)) => Err(error),
+                _ => Ok(()),
+            }
+        })
+    }
+
     fn stream_revision(&self, stream: &StreamId) -> Result<u64, StoreError> {
         self.shared.revision_at_most(stream, self.head())
     }
@@ -808,6 +852,66 @@ impl Indexer {
             for (position, stream, event_id) in &group {
                 tail.remove(*position, stream, *event_id);
             }
+        }
+    }
+}
+
+/// A numbered run of raw records (or the error that ended reading).
+type RawChunk = (usize, Result<Vec<(u64, sled::IVec)>, StoreError>);
+type DecodedChunk = (usize, Result<Vec<RecordedEvent>, StoreError>);
+
+const SCAN_CHUNK: usize = 1024;
+
+fn read_chunks(
+    tree: &sled::Tree,
+    from: u64,
+    head: u64,
+    chunks: &std::sync::mpsc::SyncSender<RawChunk>,
+) {
+    let mut index = 0;
+    let mut chunk = Vec::with_capacity(SCAN_CHUNK);
+    for entry in tree.range(record_key(from.max(1))..=record_key(head)) {
+        let item = entry
+            .map_err(StoreError::from)
+            .and_then(|(key, value)| Ok((position_from_key(&key[1..])?, value)));
+        match item {
+            Ok(item) => chunk.push(item),
+            Err(error) => {
+                let _ = chunks.send((index, Err(error)));
+                return;
+            }
+        }
+        if chunk.len() == SCAN_CHUNK {
+            let full = std::mem::replace(&mut chunk, Vec::with_capacity(SCAN_CHUNK));
+            if chunks.send((index, Ok(full))).is_err() {
+                return;
+            }
+            index += 1;
+        }
+    }
+    if !chunk.is_empty() {
+        let _ = chunks.send((index, Ok(chunk)));
+    }
+}
+
+fn decode_chunks(
+    chunks: &Mutex<std::sync::mpsc::Receiver<RawChunk>>,
+    decoded: &std::sync::mpsc::SyncSender<DecodedChunk>,
+) {
+    loop {
+        let next = match chunks.lock() {
+            Ok(receiver) => receiver.recv(),
+            Err(_) => return,
+        };
+        let Ok((index, chunk)) = next else { return };
+        let events = chunk.and_then(|records| {
+            records
+                .iter()
+                .map(|(position, bytes)| StoredRecord::decode_bytes(*position, bytes)?.to_event())
+                .collect()
+        });
+        if decoded.send((index, events)).is_err() {
+            return;
         }
     }
 }
