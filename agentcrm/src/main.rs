@@ -5,8 +5,12 @@
 //! non-zero exit, never a panic.
 
 mod audit;
+mod gateway_cmd;
+mod intake;
+mod keys;
 mod node;
 mod replay;
+mod sources;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -35,6 +39,14 @@ enum Command {
     Verify(DataDir),
     /// Write the whole log to stdout, for audit.
     Export(audit::ExportArgs),
+    /// Run the gateway as its own service on NATS (distributed mode).
+    Gateway(gateway_cmd::GatewayArgs),
+    /// Webhook sources and their signing secrets (on a stopped node).
+    Sources(sources::SourcesArgs),
+    /// API keys and their roles (on a stopped node).
+    Keys(keys::KeysArgs),
+    /// The embedded intake queue (on a stopped node).
+    Intake(intake::IntakeArgs),
 }
 
 /// Where the node keeps its sled files.
@@ -60,6 +72,10 @@ fn main() -> ExitCode {
         Command::Replay(args) => replay::run(args),
         Command::Verify(args) => audit::verify(&args.data_dir),
         Command::Export(args) => audit::export(args),
+        Command::Gateway(args) => gateway_cmd::run(args),
+        Command::Sources(args) => sources::run(args),
+        Command::Keys(args) => keys::run(args),
+        Command::Intake(args) => intake::run(args),
     };
     match result {
         Ok(code) => code,
@@ -80,6 +96,14 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
 fn open_existing(data_dir: &std::path::Path) -> anyhow::Result<event_store::SledStore> {
     let options = event_store::SledOptions { create: false, ..Default::default() };
     event_store::SledStore::open(data_dir, options).map_err(|error| {
+        anyhow::anyhow!("cannot open data directory {}: {error}", data_dir.display())
+    })
+}
+
+/// Opens a node's store, creating the directory on first use (so sources and
+/// keys can be set up before the first `up`).
+fn open_or_create(data_dir: &std::path::Path) -> anyhow::Result<event_store::SledStore> {
+    event_store::SledStore::open(data_dir, event_store::SledOptions::default()).map_err(|error| {
         anyhow::anyhow!("cannot open data directory {}: {error}", data_dir.display())
     })
 }

@@ -21,6 +21,8 @@ pub(crate) struct UpArgs {
     /// Address the gateway listens on.
     #[arg(long, default_value = "127.0.0.1:8080", env = "AGENTCRM_LISTEN")]
     listen: SocketAddr,
+    #[command(flatten)]
+    gateway: crate::gateway_cmd::GatewayFlags,
 }
 
 #[derive(Args)]
@@ -39,7 +41,7 @@ fn open_store(data_dir: &PathBuf) -> anyhow::Result<SledStore> {
 }
 
 /// Waits for Ctrl-C or SIGTERM, then fires `shutdown`.
-async fn wait_for_signal(shutdown: Shutdown) {
+pub(crate) async fn wait_for_signal(shutdown: Shutdown) {
     let interrupt = tokio::signal::ctrl_c();
     #[cfg(unix)]
     let terminate = async {
@@ -71,7 +73,18 @@ pub(crate) fn up(args: UpArgs) -> anyhow::Result<ExitCode> {
             tokio::spawn(store.read_models.clone().run(log.clone(), shutdown.receiver()));
         let bus = Arc::new(EmbeddedBus::new(log.clone(), store.checkpoints.clone()));
         let intake = Arc::new(EmbeddedIntake::new(store.log.clone()));
-        let state = gateway::AppState { bus, intake, read_models: store.read_models.clone() };
+        let local = crate::gateway_cmd::local_state(&store)?;
+        // The node-local vault (see `gateway::vault::LocalPiiVault`): personal
+        // profile fields become tokens before any event is written.
+        let vault = Arc::new(gateway::state::open_local_vault(&store)?);
+        let state = gateway::AppState::new(
+            bus,
+            intake,
+            store.read_models.clone(),
+            vault,
+            local,
+            args.gateway.config(),
+        );
         let listener = tokio::net::TcpListener::bind(args.listen)
             .await
             .with_context(|| format!("cannot listen on {}", args.listen))?;

@@ -4,7 +4,15 @@ use std::sync::Arc;
 
 use agent_kit::Bus;
 use agent_kit::intake::Intake;
-use event_store::ReadModels;
+use agent_kit::vault::PiiVault;
+use event_store::{ReadModels, SledStore, StoreError};
+
+use crate::config::GatewayConfig;
+use crate::keys::{ApiKeys, KEYS_TABLE};
+use crate::sources::{
+    DEFAULT_SOURCE, DELIVERIES_TABLE, Deliveries, SOURCES_TABLE, SourceError, Sources,
+};
+use crate::vault::{LocalPiiVault, VAULT_TABLE};
 
 /// Shared, cheaply cloneable handler state.
 #[derive(Clone)]
@@ -12,4 +20,58 @@ pub struct AppState {
     pub bus: Arc<dyn Bus>,
     pub intake: Arc<dyn Intake>,
     pub read_models: Arc<ReadModels>,
+    pub vault: Arc<dyn PiiVault>,
+    pub sources: Sources,
+    pub deliveries: Deliveries,
+    pub keys: ApiKeys,
+    pub config: Arc<GatewayConfig>,
+}
+
+/// The gateway's local tables in a node's database.
+pub struct LocalState {
+    pub sources: Sources,
+    pub deliveries: Deliveries,
+    pub keys: ApiKeys,
+}
+
+impl LocalState {
+    pub fn open(store: &SledStore) -> Result<Self, StoreError> {
+        Ok(Self {
+            sources: Sources::new(store.table(SOURCES_TABLE)?),
+            deliveries: Deliveries::new(store.table(DELIVERIES_TABLE)?),
+            keys: ApiKeys::new(store.table(KEYS_TABLE)?),
+        })
+    }
+
+    /// Creates the seed route's source on first start; true when it did.
+    pub fn ensure_default_source(&self) -> Result<bool, SourceError> {
+        self.sources.ensure(DEFAULT_SOURCE)
+    }
+}
+
+/// Opens the node's own vault table (see [`LocalPiiVault`]).
+pub fn open_local_vault(store: &SledStore) -> Result<LocalPiiVault, StoreError> {
+    LocalPiiVault::open(store.table(VAULT_TABLE)?)
+}
+
+impl AppState {
+    pub fn new(
+        bus: Arc<dyn Bus>,
+        intake: Arc<dyn Intake>,
+        read_models: Arc<ReadModels>,
+        vault: Arc<dyn PiiVault>,
+        local: LocalState,
+        config: GatewayConfig,
+    ) -> Self {
+        Self {
+            bus,
+            intake,
+            read_models,
+            vault,
+            sources: local.sources,
+            deliveries: local.deliveries,
+            keys: local.keys,
+            config: Arc::new(config),
+        }
+    }
 }

@@ -1,0 +1,161 @@
+//! `agentcrm gateway`: the gateway as its own service on NATS, and the gateway
+//! flags shared with `up`.
+//!
+//! The distributed gateway keeps its own sled database in `--data-dir`: its
+//! local tables (sources, keys, delivery ids, vault) and a replica of the log
+//! that feeds its read models. The replica follows `CRM_EVENTS` with the durable
+//! consumer `gateway-<replica>` and stores each event at its stream sequence,
+//! so positions (and so ETags) are the same as everywhere else.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use agent_kit::intake::NatsIntake;
+use agent_kit::{Bus, BusError, NatsBus, NatsOptions, Shutdown};
+use anyhow::Context;
+use bus_schema::subjects;
+use clap::Args;
+use event_store::{EventLog, SledOptions, SledStore};
+use gateway::{GatewayConfig, LocalState};
+
+/// Limits of the gateway (see `gateway::GatewayConfig`).
+#[derive(Args, Clone)]
+pub(crate) struct GatewayFlags {
+    /// The largest request body accepted, in bytes (413 above).
+    #[arg(long, default_value_t = 1024 * 1024, env = "AGENTCRM_BODY_LIMIT")]
+    body_limit: usize,
+    /// How far a webhook-timestamp may be from now, in seconds.
+    #[arg(long, default_value_t = 300)]
+    signature_tolerance: i64,
+}
+
+impl GatewayFlags {
+    pub(crate) fn config(&self) -> GatewayConfig {
+        GatewayConfig {
+            body_limit: self.body_limit,
+            signature_tolerance_seconds: self.signature_tolerance,
+            ..GatewayConfig::default()
+        }
+    }
+}
+
+#[derive(Args)]
+pub(crate) struct GatewayArgs {
+    /// NATS server with JetStream.
+    #[arg(long, default_value = "nats://127.0.0.1:4222", env = "AGENTCRM_NATS_URL")]
+    nats_url: String,
+    /// The gateway's own data: local tables and the read-model replica.
+    #[arg(long, default_value = "./gateway-data", env = "AGENTCRM_DATA_DIR")]
+    data_dir: PathBuf,
+    /// Address to listen on.
+    #[arg(long, default_value = "127.0.0.1:8080", env = "AGENTCRM_LISTEN")]
+    listen: SocketAddr,
+    /// Name of this instance's replica consumer (one per gateway instance).
+    #[arg(long, default_value = "1")]
+    replica: String,
+    #[command(flatten)]
+    flags: GatewayFlags,
+}
+
+/// Opens the gateway's tables and creates the seed route's source on first
+/// start.
+pub(crate) fn local_state(store: &SledStore) -> anyhow::Result<LocalState> {
+    let local = LocalState::open(store).context("opening the gateway's tables")?;
+    if local.ensure_default_source().context("creating the default webhook source")? {
+        println!(
+            "Created webhook source `default`; `agentcrm sources secret default` prints its secret"
+        );
+    }
+    Ok(local)
+}
+
+pub(crate) fn run(args: GatewayArgs) -> anyhow::Result<ExitCode> {
+    let store = SledStore::open(&args.data_dir, SledOptions::default()).map_err(|error| {
+        anyhow::anyhow!("cannot open data directory {}: {error}", args.data_dir.display())
+    })?;
+    let runtime = crate::runtime()?;
+    let result = runtime.block_on(async {
+        let mut options = NatsOptions::new(&args.nats_url);
+        options.client_name = format!("agentcrm-gateway-{}", args.replica);
+        let bus = Arc::new(NatsBus::connect(options).await?);
+        let intake = Arc::new(NatsIntake::connect(&bus).await?);
+        let local = local_state(&store)?;
+        let vault = Arc::new(gateway::state::open_local_vault(&store)?);
+        let shutdown = Shutdown::new();
+        let log = store.log_dyn();
+        store.read_models.catch_up(&log).context("bringing read models up to date")?;
+        let projections =
+            tokio::spawn(store.read_models.clone().run(log.clone(), shutdown.receiver()));
+        let replica = {
+            let (bus, log, shutdown) = (bus.clone(), log.clone(), shutdown.clone());
+            let consumer = format!("gateway-{}", args.replica);
+            tokio::spawn(async move { replicate(bus.as_ref(), &consumer, log, shutdown).await })
+        };
+        let state = gateway::AppState::new(
+            bus,
+            intake,
+            store.read_models.clone(),
+            vault,
+            local,
+            args.flags.config(),
+        );
+        let listener = tokio::net::TcpListener::bind(args.listen)
+            .await
+            .with_context(|| format!("cannot listen on {}", args.listen))?;
+        let address = listener.local_addr()?;
+        println!("AgentCRM gateway is up: http://{address} (NATS {})", args.nats_url);
+        let server = tokio::spawn(gateway::serve(listener, state, shutdown.clone()));
+        tokio::select! {
+            _ = crate::node::wait_for_signal(shutdown.clone()) => {}
+            result = replica => {
+                shutdown.trigger();
+                result.context("replica task")?.context("read-model replica")?;
+            }
+        }
+        shutdown.trigger();
+        server.await.context("gateway task")?.context("gateway")?;
+        projections.await.context("projection task")?.context("projections")?;
+        anyhow::Ok(())
+    });
+    store.close().context("closing the replica")?;
+    result?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Copies `CRM_EVENTS` into the local replica, acknowledging after each
+/// durable batch (the same contract as the event-store service, under this
+/// gateway's own consumer).
+async fn replicate(
+    bus: &dyn Bus,
+    consumer: &str,
+    log: Arc<dyn EventLog>,
+    shutdown: Shutdown,
+) -> Result<(), BusError> {
+    let mut subscription = bus.subscribe(consumer, &subjects::all_events()).await?;
+    loop {
+        let first = tokio::select! {
+            delivery = subscription.next() => delivery?,
+            _ = shutdown.wait() => return Ok(()),
+        };
+        let Some(first) = first else { return Ok(()) };
+        let mut batch = vec![first];
+        while batch.len() < 256 {
+            match tokio::time::timeout(std::time::Duration::ZERO, subscription.next()).await {
+                Ok(Ok(Some(delivery))) => batch.push(delivery),
+                Ok(Err(error)) => return Err(error),
+                _ => break,
+            }
+        }
+        for delivery in batch {
+            let record = vec![(delivery.event.position, delivery.event.envelope.clone())];
+            match log.append_at(record).await {
+                // Out of order = already stored (a redelivery after a crash).
+                Ok(_) | Err(event_store::AppendError::OutOfOrder { .. }) => {}
+                Err(error) => return Err(error.into()),
+            }
+            delivery.ack().await?;
+        }
+    }
+}
