@@ -84,7 +84,12 @@ async fn sigkill_of_up_under_load_loses_no_acknowledged_write() {
             counts
         });
     for customer in &acknowledged {
-        assert_eq!(registered.get(customer), Some(&1), "{customer} acknowledged but stored {:?} times", registered.get(customer));
+        assert_eq!(
+            registered.get(customer),
+            Some(&1),
+            "{customer} acknowledged but stored {:?} times",
+            registered.get(customer)
+        );
     }
     assert_replay_matches(&data);
 }
@@ -106,7 +111,10 @@ fn event(customer: &str, n: usize) -> EventEnvelope {
 }
 
 /// Publishes from several tasks until stopped; returns the acknowledged ids.
-fn publish_load(bus: NatsBus, stop: Arc<std::sync::atomic::AtomicBool>) -> Vec<tokio::task::JoinHandle<Vec<String>>> {
+fn publish_load(
+    bus: NatsBus,
+    stop: Arc<std::sync::atomic::AtomicBool>,
+) -> Vec<tokio::task::JoinHandle<Vec<String>>> {
     (0..8)
         .map(|writer| {
             let (bus, stop) = (bus.clone(), stop.clone());
@@ -173,7 +181,12 @@ async fn sigkill_of_store_then_nats_loses_no_acknowledged_event() {
         store.interrupt();
         let (status, stdout, _) = run_agentcrm(&["verify", "--data-dir", &data]);
         caught_up = status.success()
-            && stdout.split("up to position ").nth(1).and_then(|rest| rest.split(' ').next()).and_then(|head| head.parse::<u64>().ok()).is_some_and(|head| head >= last);
+            && stdout
+                .split("up to position ")
+                .nth(1)
+                .and_then(|rest| rest.split(' ').next())
+                .and_then(|head| head.parse::<u64>().ok())
+                .is_some_and(|head| head >= last);
         if !caught_up {
             store = Process::spawn(&store_args);
         }

@@ -62,15 +62,25 @@ async fn seed_contract_signatures_and_bad_input() {
 
     // Bad input: each a problem naming the field; the server keeps serving.
     let cases = [
-        (json!({"event_type": "interaction", "data": {"customer_id": "c1", "channel": "fax", "content": "x"}}), "data.channel"),
-        (json!({"event_type": "interaction", "data": {"customer_id": "c1", "channel": "email", "content": "x", "sentiment_score": 1.5}}), "data.sentiment_score"),
-        (json!({"event_type": "interaction", "data": {"customer_id": "c1", "channel": "email", "content": 5}}), "data.content"),
+        (
+            json!({"event_type": "interaction", "data": {"customer_id": "c1", "channel": "fax", "content": "x"}}),
+            "data.channel",
+        ),
+        (
+            json!({"event_type": "interaction", "data": {"customer_id": "c1", "channel": "email", "content": "x", "sentiment_score": 1.5}}),
+            "data.sentiment_score",
+        ),
+        (
+            json!({"event_type": "interaction", "data": {"customer_id": "c1", "channel": "email", "content": 5}}),
+            "data.content",
+        ),
         (json!({"event_type": "teleport", "data": {"customer_id": "c1"}}), "event_type"),
         (json!({"event_type": 7, "data": {"customer_id": "c1"}}), "event_type"),
     ];
     for (index, (body, field)) in cases.into_iter().enumerate() {
         let (status, problem) =
-            post_signed(&client, &seed_url, &node.default_secret, &format!("bad_{index}"), &body).await;
+            post_signed(&client, &seed_url, &node.default_secret, &format!("bad_{index}"), &body)
+                .await;
         assert_eq!(status, 400, "{body}");
         assert_eq!(problem["errors"][0]["field"], field, "{problem}");
     }
@@ -201,7 +211,8 @@ async fn sigkill_during_a_burst_loses_no_acknowledged_webhook() {
     node.up();
     node.stop();
     let mut stored: HashMap<String, usize> = HashMap::new();
-    for id in intake_event_ids(&node.data_dir()).into_iter().chain(log_event_ids(&node.data_dir())) {
+    for id in intake_event_ids(&node.data_dir()).into_iter().chain(log_event_ids(&node.data_dir()))
+    {
         *stored.entry(id).or_default() += 1;
     }
     let mut missing = Vec::new();

@@ -285,3 +285,47 @@ pub async fn authorize(
     request.extensions_mut().insert(Principal { name: record.name, role: record.role });
     next.run(request).await
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `docs/API.md` prints the route table the middleware enforces; they must
+    /// not drift apart. `UPDATE_DOCS=1` rewrites the table in place.
+    #[test]
+    fn the_documented_route_table_is_the_enforced_one() {
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/API.md");
+        let docs = std::fs::read_to_string(path).unwrap_or_default();
+        let (start, end) = ("<!-- routes:begin -->\n", "<!-- routes:end -->");
+        let table = route_table_markdown();
+        let current = docs
+            .split_once(start)
+            .and_then(|(_, rest)| rest.split_once(end))
+            .map(|(table, _)| table.to_owned());
+        if std::env::var_os("UPDATE_DOCS").is_some() {
+            if let (Some((head, rest)), Some(_)) = (docs.split_once(start), &current) {
+                let tail = rest.split_once(end).map_or("", |(_, tail)| tail);
+                std::fs::write(path, format!("{head}{start}{table}{end}{tail}")).unwrap();
+                return;
+            }
+        }
+        assert_eq!(current.as_deref(), Some(table.as_str()), "run with UPDATE_DOCS=1");
+    }
+
+    #[test]
+    fn every_rule_is_unique_and_roles_parse() {
+        for (index, rule) in ROUTES.iter().enumerate() {
+            assert!(
+                ROUTES[..index]
+                    .iter()
+                    .all(|other| (other.method, other.path) != (rule.method, rule.path)),
+                "{} {} twice",
+                rule.method,
+                rule.path
+            );
+        }
+        for role in Role::ALL {
+            assert_eq!(Role::parse(role.as_str()), Some(role));
+        }
+    }
+}

@@ -631,6 +631,9 @@ pub fn changed_fields(events: &[RecordedEvent], after: u64) -> Vec<String> {
             EventPayload::ActivityLogged(_) => {
                 fields.insert("activity_counts");
             }
+            EventPayload::CustomerForgotten(_) => {
+                fields.extend(["name", "email", "phone"]);
+            }
             EventPayload::Unknown { .. } => {}
         }
     }

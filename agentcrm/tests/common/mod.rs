@@ -30,11 +30,18 @@ impl Node {
         let dir = tempfile::tempdir().unwrap();
         let data = dir.path().join("data");
         let data_str = data.to_str().unwrap();
-        let admin_key =
-            agentcrm(&["keys", "create", "--role", "admin", "--name", "root", "--data-dir", data_str]);
+        let admin_key = agentcrm(&[
+            "keys",
+            "create",
+            "--role",
+            "admin",
+            "--name",
+            "root",
+            "--data-dir",
+            data_str,
+        ]);
         let default_secret = agentcrm(&["sources", "add", "default", "--data-dir", data_str]);
-        let mut node =
-            Self { dir, port: free_port(), admin_key, default_secret, process: None };
+        let mut node = Self { dir, port: free_port(), admin_key, default_secret, process: None };
         node.up();
         node
     }
