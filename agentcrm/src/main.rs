@@ -9,6 +9,7 @@ mod gateway_cmd;
 mod intake;
 mod keys;
 mod node;
+mod publish;
 mod replay;
 mod sources;
 
@@ -47,6 +48,8 @@ enum Command {
     Keys(keys::KeysArgs),
     /// The embedded intake queue (on a stopped node).
     Intake(intake::IntakeArgs),
+    /// Publish events from JSON onto the bus, checked against the contract.
+    Publish(publish::PublishArgs),
 }
 
 /// Where the node keeps its sled files.
@@ -76,6 +79,7 @@ fn main() -> ExitCode {
         Command::Sources(args) => sources::run(args),
         Command::Keys(args) => keys::run(args),
         Command::Intake(args) => intake::run(args),
+        Command::Publish(args) => publish::run(args),
     };
     match result {
         Ok(code) => code,
