@@ -96,6 +96,33 @@ impl NatsBus {
         Ok(Self { client, jetstream, events, options })
     }
 
+    /// Every event after position `after`, in strict stream order, then the live
+    /// tail: an ordered consumer that the caller's own checkpoint positions.
+    ///
+    /// This is what the event-store service reads. A durable consumer with acks
+    /// would redeliver an unacknowledged message only after newer ones (after a
+    /// crash, say), which would break the log's total order; the store's own
+    /// head is a checkpoint that moves exactly when an event is durable.
+    pub async fn follow(&self, after: u64) -> Result<OrderedEvents, BusError> {
+        let deliver_policy = if after == 0 {
+            consumer::DeliverPolicy::All
+        } else {
+            consumer::DeliverPolicy::ByStartSequence { start_sequence: after + 1 }
+        };
+        let consumer = self
+            .events
+            .create_consumer(consumer::pull::OrderedConfig {
+                filter_subject: subjects::all_events().into_string(),
+                deliver_policy,
+                ..Default::default()
+            })
+            .await
+            .map_err(|error| BusError::Unavailable(error.to_string()))?;
+        let messages =
+            consumer.messages().await.map_err(|error| BusError::Unavailable(error.to_string()))?;
+        Ok(OrderedEvents { messages })
+    }
+
     pub fn client(&self) -> &async_nats::Client {
         &self.client
     }
@@ -260,6 +287,23 @@ fn decode(message: &jetstream::Message) -> Result<RecordedEvent, BusError> {
     let envelope = EventEnvelope::decode(&message.payload)
         .map_err(|error| BusError::Other(format!("undecodable event at {position}: {error}")))?;
     Ok(RecordedEvent { position, envelope })
+}
+
+/// Events in stream order from [`NatsBus::follow`].
+pub struct OrderedEvents {
+    messages: consumer::pull::Ordered,
+}
+
+impl OrderedEvents {
+    /// The next event; waits at the tail. An undecodable message is an error:
+    /// the store must not skip what it cannot read.
+    pub async fn next(&mut self) -> Result<Option<RecordedEvent>, BusError> {
+        match self.messages.next().await {
+            Some(Ok(message)) => decode(&message).map(Some),
+            Some(Err(error)) => Err(BusError::Unavailable(error.to_string())),
+            None => Ok(None),
+        }
+    }
 }
 
 struct NatsSubscription {
