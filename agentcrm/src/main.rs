@@ -6,6 +6,7 @@
 
 mod audit;
 mod gateway_cmd;
+mod import;
 mod intake;
 mod keys;
 mod node;
@@ -50,6 +51,8 @@ enum Command {
     Intake(intake::IntakeArgs),
     /// Publish events from JSON onto the bus, checked against the contract.
     Publish(publish::PublishArgs),
+    /// Import customers from a CSV export (upsert by email, then phone).
+    Import(import::ImportArgs),
 }
 
 /// Where the node keeps its sled files.
@@ -80,6 +83,7 @@ fn main() -> ExitCode {
         Command::Keys(args) => keys::run(args),
         Command::Intake(args) => intake::run(args),
         Command::Publish(args) => publish::run(args),
+        Command::Import(args) => import::run(args),
     };
     match result {
         Ok(code) => code,

@@ -2,7 +2,7 @@
 //! service on NATS).
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::Path;
 use std::process::ExitCode;
 use std::sync::Arc;
 
@@ -34,7 +34,7 @@ pub(crate) struct StoreArgs {
     nats_url: String,
 }
 
-fn open_store(data_dir: &PathBuf) -> anyhow::Result<SledStore> {
+fn open_store(data_dir: &Path) -> anyhow::Result<SledStore> {
     SledStore::open(data_dir, SledOptions::default()).map_err(|error| {
         anyhow::anyhow!("cannot open data directory {}: {error}", data_dir.display())
     })

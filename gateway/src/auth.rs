@@ -302,12 +302,12 @@ mod tests {
             .split_once(start)
             .and_then(|(_, rest)| rest.split_once(end))
             .map(|(table, _)| table.to_owned());
-        if std::env::var_os("UPDATE_DOCS").is_some() {
-            if let (Some((head, rest)), Some(_)) = (docs.split_once(start), &current) {
-                let tail = rest.split_once(end).map_or("", |(_, tail)| tail);
-                std::fs::write(path, format!("{head}{start}{table}{end}{tail}")).unwrap();
-                return;
-            }
+        if std::env::var_os("UPDATE_DOCS").is_some()
+            && let (Some((head, rest)), Some(_)) = (docs.split_once(start), &current)
+        {
+            let tail = rest.split_once(end).map_or("", |(_, tail)| tail);
+            std::fs::write(path, format!("{head}{start}{table}{end}{tail}")).unwrap();
+            return;
         }
         assert_eq!(current.as_deref(), Some(table.as_str()), "run with UPDATE_DOCS=1");
     }

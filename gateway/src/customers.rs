@@ -631,10 +631,12 @@ pub fn changed_fields(events: &[RecordedEvent], after: u64) -> Vec<String> {
             EventPayload::ActivityLogged(_) => {
                 fields.insert("activity_counts");
             }
-            EventPayload::CustomerForgotten(_) => {
+            // Forgetting a customer clears the personal fields. Matched by
+            // name so this fold also reads logs written before that type.
+            other if other.event_type() == "CustomerForgotten" => {
                 fields.extend(["name", "email", "phone"]);
             }
-            EventPayload::Unknown { .. } => {}
+            _ => {}
         }
     }
     fields.into_iter().map(str::to_owned).collect()
@@ -804,10 +806,10 @@ pub async fn list_customers(
     let mut next_cursor = None;
     for entry in state.read_models.customer360.rows_after(params.cursor.as_deref()) {
         let (key, row) = entry?;
-        if let Some(only) = &only {
-            if only.as_deref() != Some(key.as_str()) {
-                continue;
-            }
+        if let Some(only) = &only
+            && only.as_deref() != Some(key.as_str())
+        {
+            continue;
         }
         if params.owner.as_ref().is_some_and(|owner| &row.owner != owner)
             || params.stage.as_ref().is_some_and(|stage| &row.stage != stage)

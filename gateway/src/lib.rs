@@ -18,6 +18,10 @@
 //! - [`vault`]: [`vault::LocalPiiVault`], the node-local personal-data vault.
 //! - [`config`]: limits; [`state`]: what handlers share.
 
+// A `Problem` is built at most once per request, on the way out: its size on
+// the error path costs nothing worth boxing for.
+#![allow(clippy::result_large_err)]
+
 pub mod admin;
 pub mod auth;
 pub mod config;

@@ -181,10 +181,10 @@ async fn receive(
     bus_schema::webhook::parse_webhook(&event_type, &data)
         .map_err(|error| Problem::validation(&error))?;
 
-    if let Some(delivery_id) = &delivery_id {
-        if let Some(event_id) = state.deliveries.get(source_name, delivery_id)? {
-            return Ok(accepted(event_id, true));
-        }
+    if let Some(delivery_id) = &delivery_id
+        && let Some(event_id) = state.deliveries.get(source_name, delivery_id)?
+    {
+        return Ok(accepted(event_id, true));
     }
     let event_id = intake_event_id(source_name, delivery_id.as_deref());
     let intake = RawIntake {
@@ -197,11 +197,11 @@ async fn receive(
         actor: Actor::new(ActorKind::Integration, source_name),
     };
     let receipt = state.intake.accept(intake).await?;
-    if let Some(delivery_id) = &delivery_id {
-        if let Err(error) = state.deliveries.record(source_name, delivery_id, receipt.event_id) {
-            // Accepted and durable already; a retry is still deduplicated by id.
-            tracing::warn!(error = %error, "Failed to record a delivery id");
-        }
+    if let Some(delivery_id) = &delivery_id
+        && let Err(error) = state.deliveries.record(source_name, delivery_id, receipt.event_id)
+    {
+        // Accepted and durable already; a retry is still deduplicated by id.
+        tracing::warn!(error = %error, "Failed to record a delivery id");
     }
     Ok(accepted(receipt.event_id, receipt.duplicate))
 }
