@@ -136,13 +136,18 @@ impl EventEnvelope {
     /// Checks the envelope and its payload; field names are absolute
     /// (`actor.id`, `payload.sentiment_score`).
     pub fn validate(&self) -> Result<(), ValidationError> {
+        self.payload.validate().map_err(|error| error.within("payload"))?;
+        self.validate_envelope()
+    }
+
+    /// The envelope's own rules, assuming a valid payload.
+    fn validate_envelope(&self) -> Result<(), ValidationError> {
         if self.actor.id.trim().is_empty() {
             return Err(ValidationError::empty("actor.id"));
         }
         if self.schema_version == 0 {
             return Err(ValidationError::missing("schema_version"));
         }
-        self.payload.validate().map_err(|error| error.within("payload"))?;
         if let Some(customer_id) = self.payload.customer_id()
             && (self.stream.aggregate() != "customer" || self.stream.id() != customer_id)
         {
@@ -214,7 +219,8 @@ impl EventEnvelope {
             actor: Actor::from_proto(actor)?,
             payload,
         };
-        envelope.validate()?;
+        // `EventPayload::decode` validated the payload already.
+        envelope.validate_envelope()?;
         Ok(envelope)
     }
 

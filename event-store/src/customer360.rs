@@ -14,6 +14,10 @@ pub struct Customer360 {
     pub customer_id: String,
     /// False while only interactions or activities are known (no registration yet).
     pub registered: bool,
+    /// True once the customer was forgotten: their vault key is destroyed, so
+    /// the tokens below stand for nothing any more.
+    #[serde(default)]
+    pub forgotten: bool,
     pub name: String,
     pub email: String,
     pub phone: String,
@@ -60,7 +64,8 @@ impl Projection for Customer360Projection {
     type Row = Customer360;
 
     const NAME: &'static str = "customer360";
-    const VERSION: u32 = 1;
+    // 2: `CustomerForgotten` marks the row forgotten.
+    const VERSION: u32 = 2;
 
     fn key(&self, event: &RecordedEvent) -> Option<String> {
         event.envelope.payload.customer_id().map(str::to_owned)
@@ -130,10 +135,82 @@ impl Projection for Customer360Projection {
                         .map_or(activity.occurred_at, |last| last.max(activity.occurred_at)),
                 );
             }
+            EventPayload::CustomerForgotten(_) => {
+                // Profile fields and contents are tokens already; the key that
+                // could restore them is gone. Clearing the profile tokens keeps
+                // the row from even suggesting which fields were ever known.
+                row.forgotten = true;
+                for field in [&mut row.name, &mut row.email, &mut row.phone] {
+                    field.clear();
+                }
+            }
             EventPayload::Unknown { .. } => return Some(row),
         }
         row.revision = event.position;
         row.updated_at = Some(envelope.occurred_at);
         Some(row)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use bus_schema::{
+        Actor, ActorKind, CustomerForgotten, CustomerRegistered, EventEnvelope,
+        InteractionRecorded, StreamId,
+    };
+
+    use super::*;
+
+    fn recorded(position: u64, payload: EventPayload) -> RecordedEvent {
+        let stream = StreamId::customer("cus_1").unwrap_or_else(|error| panic!("{error}"));
+        let envelope = EventEnvelope::new(stream, Actor::new(ActorKind::Human, "admin"), payload);
+        RecordedEvent { position, envelope }
+    }
+
+    #[test]
+    fn forgetting_marks_the_row_and_drops_profile_tokens() {
+        let projection = Customer360Projection;
+        let events = [
+            recorded(
+                1,
+                EventPayload::CustomerRegistered(CustomerRegistered {
+                    customer_id: "cus_1".into(),
+                    name: "<PERSON_1>".into(),
+                    email: "<EMAIL_1>".into(),
+                    phone: "<PHONE_1>".into(),
+                    company: "Acme".into(),
+                    owner: String::new(),
+                    stage: String::new(),
+                }),
+            ),
+            recorded(
+                2,
+                EventPayload::InteractionRecorded(InteractionRecorded {
+                    interaction_id: "i1".into(),
+                    customer_id: "cus_1".into(),
+                    channel: Channel::Email,
+                    content: "write to <EMAIL_1>".into(),
+                    sentiment_score: None,
+                    occurred_at: Utc::now(),
+                    source: "default".into(),
+                }),
+            ),
+            recorded(
+                3,
+                EventPayload::CustomerForgotten(CustomerForgotten {
+                    customer_id: "cus_1".into(),
+                    reason: "erasure request".into(),
+                }),
+            ),
+        ];
+        let row = events.iter().fold(None, |row, event| projection.apply(row, event));
+        let row = row.unwrap_or_default();
+        assert!(row.forgotten);
+        assert!(row.registered);
+        assert_eq!((row.name.as_str(), row.email.as_str(), row.phone.as_str()), ("", "", ""));
+        assert_eq!(row.company, "Acme");
+        assert_eq!(row.revision, 3);
+        assert_eq!(row.interaction_count, 1);
+        assert_eq!(row.recent_interactions[0].content, "write to <EMAIL_1>");
     }
 }

@@ -205,15 +205,13 @@ impl<P: Projection> ReadModel<P> {
         log: &Arc<dyn EventLog>,
         progress: &mut dyn FnMut(u64),
     ) -> Result<u64, ProjectionError> {
-        let mut rows: HashMap<String, P::Row> = HashMap::new();
+        let mut rows: HashMap<String, Option<P::Row>> = HashMap::new();
         let mut last = 0;
         let mut count = 0u64;
         log.scan(0, &mut |event| {
             if let Some(key) = self.projection.key(&event) {
-                let row = rows.remove(&key);
-                if let Some(row) = self.projection.apply(row, &event) {
-                    rows.insert(key, row);
-                }
+                let slot = rows.entry(key).or_default();
+                *slot = self.projection.apply(slot.take(), &event);
             }
             last = event.position;
             count += 1;
@@ -225,7 +223,8 @@ impl<P: Projection> ReadModel<P> {
         progress(last);
         self.tree.clear()?;
         let mut batch = sled::Batch::default();
-        let rows: BTreeMap<String, P::Row> = rows.into_iter().collect();
+        let rows: BTreeMap<String, P::Row> =
+            rows.into_iter().filter_map(|(key, row)| Some((key, row?))).collect();
         for (key, row) in &rows {
             batch.insert(row_key(key), self.encode(key, row)?);
         }

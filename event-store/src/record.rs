@@ -1,12 +1,20 @@
 //! The stored record and its hash chain.
 //!
-//! Each record holds the envelope's protobuf bytes exactly as appended, the hash
-//! of the previous record, and its own hash:
-//! `sha256(prev_hash || position as u64 big-endian || envelope bytes)`.
-//! Editing, removing or reordering any record breaks the chain.
+//! A record is a fixed header followed by the envelope's protobuf bytes exactly as
+//! appended:
+//!
+//! | bytes | content |
+//! |---|---|
+//! | 1 | format version (1) |
+//! | 8 | position, big-endian |
+//! | 32 | hash of the previous record |
+//! | 32 | this record's hash: `sha256(prev_hash ‖ position big-endian ‖ envelope)` |
+//! | rest | the envelope (`agentcrm.v1.Envelope`) |
+//!
+//! Editing, removing or reordering any record breaks the chain. The header is
+//! fixed-size so replay can decode the envelope in place, without a copy.
 
 use bus_schema::{EventEnvelope, RecordedEvent};
-use prost::Message;
 use sha2::{Digest, Sha256};
 
 use crate::log::StoreError;
@@ -14,16 +22,15 @@ use crate::log::StoreError;
 /// The hash "before" the first record.
 pub const GENESIS_HASH: [u8; 32] = [0; 32];
 
-/// A record as it lies on disk (protobuf, so auditors can read it from any language).
-#[derive(Clone, PartialEq, Message)]
+const FORMAT: u8 = 1;
+const HEADER: usize = 1 + 8 + 32 + 32;
+
+/// A record as it lies on disk.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StoredRecord {
-    #[prost(uint64, tag = "1")]
     pub position: u64,
-    #[prost(bytes = "vec", tag = "2")]
-    pub prev_hash: Vec<u8>,
-    #[prost(bytes = "vec", tag = "3")]
-    pub hash: Vec<u8>,
-    #[prost(bytes = "vec", tag = "4")]
+    pub prev_hash: [u8; 32],
+    pub hash: [u8; 32],
     pub envelope: Vec<u8>,
 }
 
@@ -31,12 +38,28 @@ impl StoredRecord {
     /// Seals an envelope at `position` after the record whose hash is `prev_hash`.
     pub fn seal(position: u64, prev_hash: [u8; 32], envelope: Vec<u8>) -> Self {
         let hash = chain_hash(&prev_hash, position, &envelope);
-        Self { position, prev_hash: prev_hash.to_vec(), hash: hash.to_vec(), envelope }
+        Self { position, prev_hash, hash, envelope }
     }
 
+    pub fn encode(&self) -> Vec<u8> {
+        let mut bytes = Vec::with_capacity(HEADER + self.envelope.len());
+        bytes.push(FORMAT);
+        bytes.extend_from_slice(&self.position.to_be_bytes());
+        bytes.extend_from_slice(&self.prev_hash);
+        bytes.extend_from_slice(&self.hash);
+        bytes.extend_from_slice(&self.envelope);
+        bytes
+    }
+
+    /// Parses a record stored under `position`.
     pub fn decode_bytes(position: u64, bytes: &[u8]) -> Result<Self, StoreError> {
-        Self::decode(bytes)
-            .map_err(|error| StoreError::Corrupt { position, reason: format!("record: {error}") })
+        let view = RecordView::parse(position, bytes)?;
+        Ok(Self {
+            position: view.position,
+            prev_hash: view.prev_hash,
+            hash: view.hash,
+            envelope: view.envelope.to_vec(),
+        })
     }
 
     /// The recomputed hash of this record's content.
@@ -44,19 +67,56 @@ impl StoredRecord {
         chain_hash(&self.prev_hash, self.position, &self.envelope)
     }
 
-    pub fn hash_array(&self) -> Result<[u8; 32], StoreError> {
-        self.hash.as_slice().try_into().map_err(|_| StoreError::Corrupt {
-            position: self.position,
-            reason: "hash is not 32 bytes".into(),
+    pub fn to_event(&self) -> Result<RecordedEvent, StoreError> {
+        decode_envelope(self.position, &self.envelope)
+    }
+}
+
+/// A record borrowed from its stored bytes.
+struct RecordView<'a> {
+    position: u64,
+    prev_hash: [u8; 32],
+    hash: [u8; 32],
+    envelope: &'a [u8],
+}
+
+impl<'a> RecordView<'a> {
+    fn parse(key_position: u64, bytes: &'a [u8]) -> Result<Self, StoreError> {
+        let corrupt = |reason: &str| StoreError::Corrupt {
+            position: key_position,
+            reason: reason.to_owned(),
+        };
+        if bytes.len() < HEADER {
+            return Err(corrupt("record shorter than its header"));
+        }
+        if bytes[0] != FORMAT {
+            return Err(corrupt("unknown record format"));
+        }
+        let array = |range: std::ops::Range<usize>| -> Result<[u8; 32], StoreError> {
+            bytes[range].try_into().map_err(|_| corrupt("malformed hash"))
+        };
+        let position_bytes: [u8; 8] =
+            bytes[1..9].try_into().map_err(|_| corrupt("malformed position"))?;
+        Ok(Self {
+            position: u64::from_be_bytes(position_bytes),
+            prev_hash: array(9..41)?,
+            hash: array(41..73)?,
+            envelope: &bytes[HEADER..],
         })
     }
+}
 
-    pub fn to_event(&self) -> Result<RecordedEvent, StoreError> {
-        let envelope = EventEnvelope::decode(&self.envelope).map_err(|error| {
-            StoreError::Corrupt { position: self.position, reason: format!("envelope: {error}") }
-        })?;
-        Ok(RecordedEvent { position: self.position, envelope })
-    }
+/// Decodes the event in a stored record without copying the envelope: the
+/// replay path.
+pub fn decode_event(key_position: u64, bytes: &[u8]) -> Result<RecordedEvent, StoreError> {
+    let view = RecordView::parse(key_position, bytes)?;
+    decode_envelope(view.position, view.envelope)
+}
+
+fn decode_envelope(position: u64, envelope: &[u8]) -> Result<RecordedEvent, StoreError> {
+    let envelope = EventEnvelope::decode(envelope)
+        .map_err(|error| StoreError::Corrupt { position, reason: format!("envelope: {error}") })?;
+    Ok(RecordedEvent { position, envelope })
 }
 
 pub fn chain_hash(prev_hash: &[u8], position: u64, envelope: &[u8]) -> [u8; 32] {
@@ -65,4 +125,24 @@ pub fn chain_hash(prev_hash: &[u8], position: u64, envelope: &[u8]) -> [u8; 32] 
     hasher.update(position.to_be_bytes());
     hasher.update(envelope);
     hasher.finalize().into()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_trips_and_refuses_short_or_unknown_records() {
+        let record = StoredRecord::seal(7, [3; 32], vec![1, 2, 3]);
+        let bytes = record.encode();
+        assert_eq!(StoredRecord::decode_bytes(7, &bytes).unwrap(), record);
+        assert_eq!(record.computed_hash(), record.hash);
+        assert!(StoredRecord::decode_bytes(7, &bytes[..10]).is_err());
+        let mut unknown = bytes.clone();
+        unknown[0] = 9;
+        assert!(matches!(
+            StoredRecord::decode_bytes(7, &unknown),
+            Err(StoreError::Corrupt { position: 7, .. })
+        ));
+    }
 }

@@ -349,7 +349,7 @@ impl SledEventLog {
         let bytes = self.shared.tree.get(record_key(position))?.ok_or_else(|| {
             StoreError::Corrupt { position, reason: "indexed record is missing".into() }
         })?;
-        StoredRecord::decode_bytes(position, &bytes)?.to_event()
+        crate::record::decode_event(position, &bytes)
     }
 }
 
@@ -452,40 +452,50 @@ impl EventLog for SledEventLog {
             }
             let (key, value) = entry?;
             let position = position_from_key(&key[1..])?;
-            events.push(StoredRecord::decode_bytes(position, &value)?.to_event()?);
+            events.push(crate::record::decode_event(position, &value)?);
         }
         Ok(events)
     }
 
-    /// Decodes on several threads while the caller folds: one thread walks the
-    /// records, workers decode chunks of them, and the caller gets them back in
-    /// order.
+    /// Reads and decodes on several threads while the caller folds: workers take
+    /// successive position ranges, and the caller gets them back in order.
     fn scan(
         &self,
         from: u64,
         visit: &mut dyn FnMut(RecordedEvent) -> Result<(), StoreError>,
     ) -> Result<(), StoreError> {
         let head = self.head();
+        let from = from.max(1);
         if from > head {
             return Ok(());
         }
         let workers = std::thread::available_parallelism().map_or(2, |n| n.get()).clamp(1, 4);
+        let ranges = (head - from) / SCAN_RANGE + 1;
+        let next_range = std::sync::atomic::AtomicU64::new(0);
         let tree = &self.shared.tree;
         std::thread::scope(|scope| {
-            let (chunk_sender, chunk_receiver) =
-                std::sync::mpsc::sync_channel::<RawChunk>(workers * 2);
-            let chunk_receiver = Arc::new(Mutex::new(chunk_receiver));
             let (decoded_sender, decoded_receiver) = std::sync::mpsc::sync_channel(workers * 2);
-            scope.spawn(move || read_chunks(tree, from, head, &chunk_sender));
             for _ in 0..workers {
-                let (chunks, decoded) = (chunk_receiver.clone(), decoded_sender.clone());
-                scope.spawn(move || decode_chunks(&chunks, &decoded));
+                let (decoded, next_range) = (decoded_sender.clone(), &next_range);
+                scope.spawn(move || {
+                    loop {
+                        let range = next_range.fetch_add(1, Ordering::Relaxed);
+                        if range >= ranges {
+                            return;
+                        }
+                        let start = from + range * SCAN_RANGE;
+                        let end = (start + SCAN_RANGE - 1).min(head);
+                        if decoded.send((range, decode_range(tree, start, end))).is_err() {
+                            return;
+                        }
+                    }
+                });
             }
             drop(decoded_sender);
             let mut waiting = std::collections::BTreeMap::new();
             let mut next = 0;
-            for (index, events) in decoded_receiver {
-                waiting.insert(index, events);
+            for (range, events) in decoded_receiver {
+                waiting.insert(range, events);
                 while let Some(events) = waiting.remove(&next) {
                     for event in events? {
                         visit(event)?;
@@ -493,11 +503,7 @@ impl EventLog for SledEventLog {
                     next += 1;
                 }
             }
-            // Every chunk was handed over in order, unless reading failed.
-            match waiting.into_values().next() {
-                Some(Err(error)) => Err(error),
-                _ => Ok(()),
-            }
+            Ok(())
         })
     }
 
@@ -754,7 +760,7 @@ impl Writer {
     fn stage_record(&mut self, pending: &mut Pending, position: u64, event: Prepared) {
         let record = StoredRecord::seal(position, self.head_hash, event.bytes);
         let hash = record.computed_hash();
-        pending.batch.insert(record_key(position), record.encode_to_vec());
+        pending.batch.insert(record_key(position), record.encode());
         self.shared.tail().insert(position, &event.stream, event.event_id);
         self.stream_revisions.insert(event.stream.clone(), position);
         pending.index.push((position, event.stream, event.event_id));
@@ -856,64 +862,16 @@ impl Indexer {
     }
 }
 
-/// A numbered run of raw records (or the error that ended reading).
-type RawChunk = (usize, Result<Vec<(u64, sled::IVec)>, StoreError>);
-type DecodedChunk = (usize, Result<Vec<RecordedEvent>, StoreError>);
+/// How many positions one scan worker reads at a time.
+const SCAN_RANGE: u64 = 2048;
 
-const SCAN_CHUNK: usize = 1024;
-
-fn read_chunks(
-    tree: &sled::Tree,
-    from: u64,
-    head: u64,
-    chunks: &std::sync::mpsc::SyncSender<RawChunk>,
-) {
-    let mut index = 0;
-    let mut chunk = Vec::with_capacity(SCAN_CHUNK);
-    for entry in tree.range(record_key(from.max(1))..=record_key(head)) {
-        let item = entry
-            .map_err(StoreError::from)
-            .and_then(|(key, value)| Ok((position_from_key(&key[1..])?, value)));
-        match item {
-            Ok(item) => chunk.push(item),
-            Err(error) => {
-                let _ = chunks.send((index, Err(error)));
-                return;
-            }
-        }
-        if chunk.len() == SCAN_CHUNK {
-            let full = std::mem::replace(&mut chunk, Vec::with_capacity(SCAN_CHUNK));
-            if chunks.send((index, Ok(full))).is_err() {
-                return;
-            }
-            index += 1;
-        }
-    }
-    if !chunk.is_empty() {
-        let _ = chunks.send((index, Ok(chunk)));
-    }
-}
-
-fn decode_chunks(
-    chunks: &Mutex<std::sync::mpsc::Receiver<RawChunk>>,
-    decoded: &std::sync::mpsc::SyncSender<DecodedChunk>,
-) {
-    loop {
-        let next = match chunks.lock() {
-            Ok(receiver) => receiver.recv(),
-            Err(_) => return,
-        };
-        let Ok((index, chunk)) = next else { return };
-        let events = chunk.and_then(|records| {
-            records
-                .iter()
-                .map(|(position, bytes)| StoredRecord::decode_bytes(*position, bytes)?.to_event())
-                .collect()
-        });
-        if decoded.send((index, events)).is_err() {
-            return;
-        }
-    }
+fn decode_range(tree: &sled::Tree, start: u64, end: u64) -> Result<Vec<RecordedEvent>, StoreError> {
+    tree.range(record_key(start)..=record_key(end))
+        .map(|entry| {
+            let (key, value) = entry?;
+            crate::record::decode_event(position_from_key(&key[1..])?, &value)
+        })
+        .collect()
 }
 
 fn write_index(tree: &sled::Tree, entries: &[(u64, StreamId, Uuid)]) -> Result<(), StoreError> {

@@ -278,7 +278,7 @@ async fn a_changed_byte_breaks_verify_at_that_position() {
     }
     assert!(matches!(verify(&log).unwrap(), Verdict::Intact { records: 10, head: 10, .. }));
     let (_, record) = log.raw_records(6).next().unwrap().unwrap();
-    let mut bytes = prost::Message::encode_to_vec(&record);
+    let mut bytes = record.encode();
     let last = bytes.len() - 3;
     bytes[last] ^= 0x01;
     log.overwrite_record_for_test(6, &bytes).unwrap();
