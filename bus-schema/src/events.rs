@@ -52,6 +52,17 @@ pub struct CustomerProfileChanged {
     pub stage: Option<String>,
 }
 
+/// The customer was forgotten: their vault key is destroyed, so their tokens
+/// can no longer be restored anywhere. Nothing in the log is rewritten.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CustomerForgotten {
+    pub customer_id: String,
+    /// Why, for the audit trail; masked text, never personal data.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub reason: String,
+}
+
 /// Where an interaction took place.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -236,6 +247,7 @@ pub enum EventPayload {
     CustomerProfileChanged(CustomerProfileChanged),
     InteractionRecorded(InteractionRecorded),
     ActivityLogged(ActivityLogged),
+    CustomerForgotten(CustomerForgotten),
     /// A type written by a newer build: kept byte for byte, never dropped.
     Unknown {
         event_type: String,
@@ -245,8 +257,8 @@ pub enum EventPayload {
 
 impl EventPayload {
     /// The names of every event type this build decodes.
-    pub const KNOWN_TYPES: &'static str =
-        "CustomerRegistered, CustomerProfileChanged, InteractionRecorded, ActivityLogged";
+    pub const KNOWN_TYPES: &'static str = "CustomerRegistered, CustomerProfileChanged, \
+        InteractionRecorded, ActivityLogged, CustomerForgotten";
 
     /// The payload's message name (the envelope's `event_type`).
     pub fn event_type(&self) -> &str {
@@ -255,6 +267,7 @@ impl EventPayload {
             Self::CustomerProfileChanged(_) => "CustomerProfileChanged",
             Self::InteractionRecorded(_) => "InteractionRecorded",
             Self::ActivityLogged(_) => "ActivityLogged",
+            Self::CustomerForgotten(_) => "CustomerForgotten",
             Self::Unknown { event_type, .. } => event_type,
         }
     }
@@ -266,6 +279,7 @@ impl EventPayload {
             Self::CustomerProfileChanged(event) => Some(&event.customer_id),
             Self::InteractionRecorded(event) => Some(&event.customer_id),
             Self::ActivityLogged(event) => Some(&event.customer_id),
+            Self::CustomerForgotten(event) => Some(&event.customer_id),
             Self::Unknown { .. } => None,
         }
     }
@@ -297,6 +311,7 @@ impl EventPayload {
                 require_text("activity_id", &event.activity_id)?;
                 validate_id("customer_id", &event.customer_id)
             }
+            Self::CustomerForgotten(event) => validate_id("customer_id", &event.customer_id),
             Self::Unknown { event_type, .. } => require_text("event_type", event_type),
         }
     }
@@ -340,6 +355,11 @@ impl EventPayload {
                 kind: event.kind.to_proto() as i32,
                 detail: event.detail.clone(),
                 occurred_at: Some(timestamp_to_proto(event.occurred_at)),
+            }
+            .encode_to_vec(),
+            Self::CustomerForgotten(event) => proto::CustomerForgotten {
+                customer_id: event.customer_id.clone(),
+                reason: event.reason.clone(),
             }
             .encode_to_vec(),
             Self::Unknown { bytes, .. } => bytes.clone(),
@@ -396,6 +416,13 @@ impl EventPayload {
                     occurred_at: timestamp_from_proto("occurred_at", message.occurred_at)?,
                 })
             }
+            "CustomerForgotten" => {
+                let message = proto::CustomerForgotten::decode(bytes)?;
+                Self::CustomerForgotten(CustomerForgotten {
+                    customer_id: message.customer_id,
+                    reason: message.reason,
+                })
+            }
             other => Self::Unknown { event_type: other.to_owned(), bytes: bytes.to_vec() },
         };
         payload.validate()?;
@@ -410,6 +437,7 @@ impl EventPayload {
             Self::CustomerProfileChanged(event) => serde_json::to_value(event),
             Self::InteractionRecorded(event) => serde_json::to_value(event),
             Self::ActivityLogged(event) => serde_json::to_value(event),
+            Self::CustomerForgotten(event) => serde_json::to_value(event),
             Self::Unknown { bytes, .. } => {
                 return serde_json::json!({
                     "protobuf_base64": base64::engine::general_purpose::STANDARD.encode(bytes)
@@ -430,6 +458,7 @@ impl EventPayload {
             }
             "InteractionRecorded" => Self::InteractionRecorded(serde_json::from_value(value)?),
             "ActivityLogged" => Self::ActivityLogged(serde_json::from_value(value)?),
+            "CustomerForgotten" => Self::CustomerForgotten(serde_json::from_value(value)?),
             other => {
                 return Err(ValidationError::new(
                     "event_type",
@@ -540,6 +569,33 @@ mod tests {
         .encode_to_vec();
         let error = EventPayload::decode("InteractionRecorded", &bytes).unwrap_err();
         assert_eq!(error.field(), Some("channel"));
+    }
+
+    #[test]
+    fn customer_forgotten_round_trips_and_validates() {
+        let payload = EventPayload::CustomerForgotten(CustomerForgotten {
+            customer_id: "cus_12345".into(),
+            reason: "erasure request T-42".into(),
+        });
+        assert_eq!(payload.event_type(), "CustomerForgotten");
+        assert_eq!(payload.customer_id(), Some("cus_12345"));
+        let decoded = EventPayload::decode("CustomerForgotten", &payload.encode()).unwrap();
+        assert_eq!(decoded, payload);
+        let json = payload.to_json();
+        assert_eq!(
+            json,
+            serde_json::json!({"customer_id": "cus_12345", "reason": "erasure request T-42"})
+        );
+        assert_eq!(EventPayload::from_json("CustomerForgotten", json).unwrap(), payload);
+
+        let error =
+            EventPayload::from_json("CustomerForgotten", serde_json::json!({"customer_id": "a.b"}))
+                .unwrap_err();
+        assert_eq!(error.field(), Some("payload.customer_id"));
+        let bytes = proto::CustomerForgotten { customer_id: String::new(), reason: "x".into() }
+            .encode_to_vec();
+        let error = EventPayload::decode("CustomerForgotten", &bytes).unwrap_err();
+        assert_eq!(error.field(), Some("customer_id"));
     }
 
     #[test]

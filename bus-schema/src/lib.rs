@@ -35,8 +35,8 @@ pub mod proto {
 pub use envelope::{Actor, ActorKind, EventEnvelope, RecordedEvent};
 pub use error::{DecodeError, ValidationError};
 pub use events::{
-    ActivityKind, ActivityLogged, Channel, CustomerProfileChanged, CustomerRegistered,
-    EventPayload, InteractionRecorded,
+    ActivityKind, ActivityLogged, Channel, CustomerForgotten, CustomerProfileChanged,
+    CustomerRegistered, EventPayload, InteractionRecorded,
 };
 pub use intake::RawIntake;
 pub use revision::ExpectedRevision;

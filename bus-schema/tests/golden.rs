@@ -7,8 +7,9 @@
 use std::path::PathBuf;
 
 use bus_schema::{
-    ActivityKind, ActivityLogged, Actor, ActorKind, Channel, CustomerProfileChanged,
-    CustomerRegistered, EventEnvelope, EventPayload, InteractionRecorded, StreamId, proto,
+    ActivityKind, ActivityLogged, Actor, ActorKind, Channel, CustomerForgotten,
+    CustomerProfileChanged, CustomerRegistered, EventEnvelope, EventPayload, InteractionRecorded,
+    StreamId, proto,
 };
 use chrono::{DateTime, Utc};
 use prost::Message;
@@ -89,6 +90,16 @@ fn samples() -> Vec<(&'static str, EventEnvelope)> {
                 }),
             ),
         ),
+        (
+            "customer_forgotten",
+            envelope(
+                5,
+                EventPayload::CustomerForgotten(CustomerForgotten {
+                    customer_id: "cus_12345".into(),
+                    reason: "erasure request T-42".into(),
+                }),
+            ),
+        ),
     ]
 }
 
@@ -103,13 +114,18 @@ fn fixtures_written_before_still_decode_to_the_same_json() {
         let bytes_path = fixtures().join(format!("{name}.binpb"));
         let json_path = fixtures().join(format!("{name}.json"));
         if !bytes_path.exists() {
-            assert!(update, "missing fixture {}: run with UPDATE_GOLDEN=1 once", bytes_path.display());
+            assert!(
+                update,
+                "missing fixture {}: run with UPDATE_GOLDEN=1 once",
+                bytes_path.display()
+            );
             std::fs::write(&bytes_path, event.encode()).unwrap();
             let json = serde_json::to_string_pretty(&event.to_json()).unwrap();
             std::fs::write(&json_path, json + "\n").unwrap();
         }
         let bytes = std::fs::read(&bytes_path).unwrap();
-        let decoded = EventEnvelope::decode(&bytes).unwrap_or_else(|error| panic!("{name}: {error}"));
+        let decoded =
+            EventEnvelope::decode(&bytes).unwrap_or_else(|error| panic!("{name}: {error}"));
         let expected: serde_json::Value =
             serde_json::from_str(&std::fs::read_to_string(&json_path).unwrap()).unwrap();
         assert_eq!(decoded.to_json(), expected, "{name}: decoded JSON changed");
