@@ -428,6 +428,7 @@ impl Run<'_> {
         let mut phone_cue: Option<bool> = None;
         let mut ssn_cue: Option<bool> = None;
         let mut first = 0;
+        let mut after_entity = false;
         while first < self.groups.len() {
             let mut taken = None;
             if self.left_ok(first) {
@@ -436,7 +437,8 @@ impl Run<'_> {
                     if !self.right_ok(last) {
                         continue;
                     }
-                    if let Some(found) = self.classify(first, last, &mut phone_cue, &mut ssn_cue) {
+                    let cues = (&mut phone_cue, &mut ssn_cue);
+                    if let Some(found) = self.classify(first, last, cues, after_entity) {
                         taken = Some((last, found));
                         break;
                     }
@@ -447,8 +449,12 @@ impl Run<'_> {
                     let end = self.groups.get(last).map_or(self.end, |&(_, end)| end);
                     out.push(Candidate { start: self.span_start(first), end, entity_type, score });
                     first = last + 1;
+                    after_entity = true;
                 }
-                None => first += 1,
+                None => {
+                    first += 1;
+                    after_entity = false;
+                }
             }
         }
     }
@@ -457,8 +463,8 @@ impl Run<'_> {
         &self,
         first: usize,
         last: usize,
-        phone_cue: &mut Option<bool>,
-        ssn_cue: &mut Option<bool>,
+        (phone_cue, ssn_cue): (&mut Option<bool>, &mut Option<bool>),
+        after_entity: bool,
     ) -> Option<(EntityType, f32)> {
         let groups = self.groups.get(first..=last)?;
         let digit_count: usize = groups.iter().map(|(start, end)| end - start).sum();
@@ -485,8 +491,10 @@ impl Run<'_> {
         let same_separator = separators.windows(2).all(|pair| pair.first() == pair.last());
         // A grouped candidate cannot start in the middle of a run that
         // keeps the same grouping: `9400 1655 4674 0712 2215 60` is one
-        // tracking number, not a phone starting at `4674`.
-        if first > 0 && !separators.is_empty() {
+        // tracking number, not a phone starting at `4674`. Right after a
+        // detected entity the run is split already: in
+        // `+86 130 0000 0000 4111 1111 1111 1111` the card follows a phone.
+        if first > 0 && !after_entity && !separators.is_empty() {
             let before = self.separator(first - 1);
             if separators.iter().all(|separator| *separator == before) {
                 return None;

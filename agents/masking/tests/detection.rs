@@ -75,6 +75,9 @@ fn credit_cards() {
     check("mc 2221000000000009 ok", "mc <CREDIT_CARD_1> ok");
     check("amex 3782 822463 10005", "amex <CREDIT_CARD_1>");
     check("银行卡6222021234567890128", "银行卡<CREDIT_CARD_1>");
+    // A card right after a detected phone number is still a card.
+    check("13800000000 4111 1111 1111 1111", "<PHONE_1> <CREDIT_CARD_1>");
+    check("+86 130 0000 0000 4111 1111 1111 1111", "<PHONE_1> <CREDIT_CARD_1>");
 }
 
 #[test]
