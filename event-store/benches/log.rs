@@ -174,7 +174,10 @@ fn replay(runtime: &tokio::runtime::Runtime, events: usize) -> (f64, f64, f64, f
             Ok(())
         })
         .unwrap();
-    eprintln!("parallel scan + decode alone: {:.0} events/s", scanned as f64 / started.elapsed().as_secs_f64());
+    eprintln!(
+        "parallel scan + decode alone: {:.0} events/s",
+        scanned as f64 / started.elapsed().as_secs_f64()
+    );
     let started = Instant::now();
     let folded = models.customer360.rebuild(&log_dyn, &mut |_| {}).unwrap();
     let replay_rate = folded as f64 / started.elapsed().as_secs_f64();

@@ -18,10 +18,24 @@ pub enum StoreError {
     Sled(#[from] sled::Error),
     #[error("I/O failure: {0}")]
     Io(#[from] std::io::Error),
+    #[error("the data files in {path} are damaged: {reason}")]
+    Damaged { path: PathBuf, reason: String },
     #[error("record at position {position} is corrupt: {reason}")]
     Corrupt { position: u64, reason: String },
     #[error("the log is closed")]
     Closed,
+}
+
+impl StoreError {
+    /// Names sled's corruption reports for what they are: damaged data files.
+    pub fn in_directory(self, path: &std::path::Path) -> Self {
+        match self {
+            Self::Sled(error @ sled::Error::Corruption { .. }) => {
+                Self::Damaged { path: path.to_owned(), reason: error.to_string() }
+            }
+            other => other,
+        }
+    }
 }
 
 /// Why an append was refused. Nothing was written in any case.

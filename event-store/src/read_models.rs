@@ -61,8 +61,12 @@ pub struct SledStore {
 impl SledStore {
     pub fn open(path: &Path, options: SledOptions) -> Result<Self, ProjectionError> {
         let db = open_db(path, &options)?;
-        let read_models = Arc::new(ReadModels::open(&db)?);
-        let checkpoints = Checkpoints::open(&db)?;
+        let damaged = |error: StoreError| error.in_directory(path);
+        let read_models = Arc::new(ReadModels::open(&db).map_err(|error| match error {
+            ProjectionError::Store(error) => ProjectionError::Store(damaged(error)),
+            other => other,
+        })?);
+        let checkpoints = Checkpoints::open(&db).map_err(damaged)?;
         let log = Arc::new(SledEventLog::with_db(db, path, options)?);
         Ok(Self { log, read_models, checkpoints })
     }

@@ -80,7 +80,7 @@ pub fn open_db(path: &Path, options: &SledOptions) -> Result<sled::Db, StoreErro
             sled::Error::Io(ref io) if io.to_string().contains("could not acquire lock") => {
                 StoreError::Locked { path: path.to_owned() }
             }
-            other => StoreError::Sled(other),
+            other => StoreError::Sled(other).in_directory(path),
         }
     })
 }
@@ -212,8 +212,13 @@ impl SledEventLog {
 
     /// Opens the log inside an already opened database (read models share it).
     pub fn with_db(db: sled::Db, path: &Path, options: SledOptions) -> Result<Self, StoreError> {
+        Self::start(db, path, options).map_err(|error| error.in_directory(path))
+    }
+
+    fn start(db: sled::Db, path: &Path, options: SledOptions) -> Result<Self, StoreError> {
         let tree = db.open_tree("events")?;
         let (head, head_hash) = read_head(&tree)?;
+        check_high_water_mark(path, head, &head_hash)?;
         reindex_tail(&tree, head)?;
         let data_file = if options.fsync { Some(File::open(path.join("db"))?) } else { None };
         let shared = Arc::new(Shared {
@@ -240,6 +245,7 @@ impl SledEventLog {
             commits,
         };
         let flusher = Flusher {
+            mark: HighWaterMark::new(path),
             db: db.clone(),
             shared: shared.clone(),
             data_file,
@@ -560,6 +566,8 @@ type IndexEntries = Vec<(u64, StreamId, Uuid)>;
 /// One writer batch on its way to the disk.
 struct Commit {
     head: u64,
+    /// The chain's hash at `head`, when this batch moved it.
+    head_hash: Option<[u8; 32]>,
     intake_last: u64,
     replies: Vec<Reply>,
     index: IndexEntries,
@@ -638,6 +646,7 @@ impl Writer {
             failure = Some(error.to_string());
         }
         Commit {
+            head_hash: (self.head != start_head).then_some(self.head_hash),
             head: self.head,
             intake_last: self.intake_last,
             replies: pending.replies,
@@ -771,6 +780,7 @@ impl Writer {
 
 /// Makes written batches durable and answers their writers.
 struct Flusher {
+    mark: HighWaterMark,
     db: sled::Db,
     shared: Arc<Shared>,
     data_file: Option<File>,
@@ -781,6 +791,11 @@ struct Flusher {
 
 impl Flusher {
     fn run(self, commits: std::sync::mpsc::Receiver<Commit>) {
+        self.run_until_closed(&commits);
+        self.finish();
+    }
+
+    fn run_until_closed(&self, commits: &std::sync::mpsc::Receiver<Commit>) {
         while let Ok(first) = commits.recv() {
             // Everything written so far goes to disk with one flush and one sync.
             let mut group = vec![first];
@@ -814,6 +829,9 @@ impl Flusher {
             let (head, intake_last) = (last.head, last.intake_last);
             self.shared.durable_head.store(head, Ordering::Release);
             self.head_sender.send_replace(head);
+            if let Some(hash) = group.iter().rev().find_map(|commit| commit.head_hash) {
+                self.mark.record(head, hash);
+            }
             self.intake_sender.send_replace(intake_last);
             for commit in group {
                 for reply in commit.replies {
@@ -825,6 +843,10 @@ impl Flusher {
                 }
             }
         }
+    }
+
+    fn finish(&self) {
+        self.mark.flush_last();
     }
 
     fn sync(&self) -> Result<(), StoreError> {
@@ -872,6 +894,89 @@ fn decode_range(tree: &sled::Tree, start: u64, end: u64) -> Result<Vec<RecordedE
             crate::record::decode_event(position_from_key(&key[1..])?, &value)
         })
         .collect()
+}
+
+/// A small file beside sled's that remembers how far the log was durable.
+///
+/// sled recovers a damaged data file by truncating at the first bad page, and a
+/// file of garbage opens as an empty database: without this mark, a damaged log
+/// would look like a short or empty one. Written at most once a second and at
+/// close (write, then rename), always after the data it describes is durable.
+struct HighWaterMark {
+    path: PathBuf,
+    state: Mutex<MarkState>,
+}
+
+struct MarkState {
+    last_written: std::time::Instant,
+    pending: Option<(u64, [u8; 32])>,
+}
+
+const MARK_FILE: &str = "agentcrm-log-head";
+const MARK_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
+
+impl HighWaterMark {
+    fn new(dir: &Path) -> Self {
+        let state = MarkState { last_written: std::time::Instant::now(), pending: None };
+        Self { path: dir.join(MARK_FILE), state: Mutex::new(state) }
+    }
+
+    fn record(&self, head: u64, hash: [u8; 32]) {
+        let Ok(mut state) = self.state.lock() else { return };
+        state.pending = Some((head, hash));
+        if state.last_written.elapsed() >= MARK_EVERY {
+            state.last_written = std::time::Instant::now();
+            if let Some((head, hash)) = state.pending.take() {
+                self.write(head, &hash);
+            }
+        }
+    }
+
+    fn flush_last(&self) {
+        let pending = self.state.lock().ok().and_then(|mut state| state.pending.take());
+        if let Some((head, hash)) = pending {
+            self.write(head, &hash);
+        }
+    }
+
+    fn write(&self, head: u64, hash: &[u8; 32]) {
+        let temporary = self.path.with_extension("tmp");
+        let result = std::fs::write(&temporary, format!("{head} {}\n", hex::encode(hash)))
+            .and_then(|()| std::fs::rename(&temporary, &self.path));
+        if let Err(error) = result {
+            tracing::warn!(error = %error, "Could not record the log's high-water mark");
+        }
+    }
+}
+
+/// Refuses to open a log that ends before the position its high-water mark says
+/// was durable, or whose hash there differs: its files are damaged.
+fn check_high_water_mark(dir: &Path, head: u64, head_hash: &[u8; 32]) -> Result<(), StoreError> {
+    let Ok(text) = std::fs::read_to_string(dir.join(MARK_FILE)) else { return Ok(()) };
+    let mut parts = text.split_whitespace();
+    let marked = parts.next().and_then(|position| position.parse::<u64>().ok());
+    let marked_hash = parts.next();
+    let Some(marked) = marked else {
+        return Err(StoreError::Damaged {
+            path: dir.to_owned(),
+            reason: format!("unreadable {MARK_FILE}"),
+        });
+    };
+    if marked > head {
+        return Err(StoreError::Damaged {
+            path: dir.to_owned(),
+            reason: format!("the log ends at position {head} but position {marked} was durable"),
+        });
+    }
+    if marked == head && marked_hash.is_some_and(|hash| hash != hex::encode(head_hash)) {
+        return Err(StoreError::Damaged {
+            path: dir.to_owned(),
+            reason: format!(
+                "the record at the head ({head}) differs from the one recorded as durable"
+            ),
+        });
+    }
+    Ok(())
 }
 
 fn write_index(tree: &sled::Tree, entries: &[(u64, StreamId, Uuid)]) -> Result<(), StoreError> {

@@ -342,3 +342,64 @@ async fn live_read_models_equal_a_replay() {
     store.read_models.customer360.rebuild(&log, &mut |_| {}).unwrap();
     assert_eq!(store.read_models.customer360.digest().unwrap(), live);
 }
+
+#[tokio::test]
+async fn a_log_shorter_than_what_was_durable_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let log = SledEventLog::open(dir.path(), SledOptions::default()).unwrap();
+        for n in 0..10 {
+            log.append(&customer("c1"), ExpectedRevision::Any, vec![interaction("c1", n)])
+                .await
+                .unwrap();
+        }
+        log.close().unwrap();
+    }
+    // sled opens an emptied data file as an empty database.
+    std::fs::write(dir.path().join("db"), b"").unwrap();
+    match SledEventLog::open(dir.path(), SledOptions::default()) {
+        Err(event_store::StoreError::Damaged { reason, .. }) => {
+            assert!(reason.contains("position 10 was durable"), "{reason}")
+        }
+        Err(other) => panic!("wrong error: {other}"),
+        Ok(log) => panic!("opened a damaged log with head {}", log.head()),
+    }
+}
+
+#[tokio::test]
+async fn indexes_lost_in_a_crash_are_rebuilt_on_open() {
+    let dir = tempfile::tempdir().unwrap();
+    let first = registered("c1");
+    {
+        let log = SledEventLog::open(dir.path(), SledOptions::default()).unwrap();
+        log.append(&customer("c1"), ExpectedRevision::NoStream, vec![first.clone()]).await.unwrap();
+        for n in 0..20 {
+            log.append(&customer("c1"), ExpectedRevision::Any, vec![interaction("c1", n)])
+                .await
+                .unwrap();
+        }
+        log.close().unwrap();
+    }
+    // Drop every index entry and the index checkpoint, as if the indexer never ran.
+    {
+        let db = sled::open(dir.path()).unwrap();
+        let tree = db.open_tree("events").unwrap();
+        let doomed: Vec<_> = tree
+            .iter()
+            .keys()
+            .map(Result::unwrap)
+            .filter(|key| matches!(key.first(), Some(b'S' | b'I' | b'X')))
+            .collect();
+        assert!(doomed.len() > 40);
+        for key in doomed {
+            tree.remove(key).unwrap();
+        }
+        db.flush().unwrap();
+    }
+    let log = SledEventLog::open(dir.path(), SledOptions::default()).unwrap();
+    assert_eq!(log.read_stream(&customer("c1"), 0, 100).unwrap().len(), 21);
+    assert_eq!(log.stream_revision(&customer("c1")).unwrap(), 21);
+    assert_eq!(log.position_of(first.event_id).unwrap(), Some(1));
+    let again = log.append(&customer("c1"), ExpectedRevision::Any, vec![first]).await.unwrap();
+    assert!(again.duplicate);
+}
