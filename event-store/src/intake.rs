@@ -11,6 +11,7 @@ use tokio::sync::watch;
 use uuid::Uuid;
 
 use crate::log::StoreError;
+use crate::wal::{WalBatch, WalTree};
 
 const ITEM: u8 = b'Q';
 const DELIVERY: u8 = b'D';
@@ -88,17 +89,23 @@ pub(crate) fn lookup_delivery(tree: &sled::Tree, key: &[u8]) -> Result<Option<Uu
     })
 }
 
+/// Stages an item in the sled batch and, identically, in the write-ahead batch.
 pub(crate) fn stage(
     batch: &mut sled::Batch,
+    wal: &mut WalBatch,
     sequence: u64,
     event_id: Uuid,
     dedupe_key: Option<&[u8]>,
     item: Vec<u8>,
 ) {
-    batch.insert(item_key(sequence), item);
-    batch.insert(LAST, sequence.to_be_bytes().to_vec());
+    let mut put = |key: Vec<u8>, value: Vec<u8>| {
+        wal.insert(WalTree::Intake, &key, &value);
+        batch.insert(key, value);
+    };
+    put(item_key(sequence), item);
+    put(LAST.to_vec(), sequence.to_be_bytes().to_vec());
     if let Some(key) = dedupe_key {
-        batch.insert(delivery_key(key), event_id.as_bytes().to_vec());
+        put(delivery_key(key), event_id.as_bytes().to_vec());
     }
 }
 

@@ -20,6 +20,9 @@
 //! - [`checkpoints`]: where each named consumer of the embedded bus is.
 //! - [`verify`]: walks the log and names the first record that breaks the chain.
 //!
+//! - `wal`: the write-ahead log that makes each group commit durable with one
+//!   `fdatasync`.
+//!
 //! This is the only crate that opens sled.
 
 pub mod checkpoints;
@@ -34,6 +37,7 @@ pub mod record;
 pub mod sled_log;
 pub mod subscription;
 pub mod verify;
+mod wal;
 
 pub use log::{AppendError, EventLog, StoreError};
 pub use memory::MemoryEventLog;

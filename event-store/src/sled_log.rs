@@ -2,20 +2,25 @@
 //!
 //! Three threads share the work, so disk waits overlap with CPU work:
 //! - the **writer** takes every append that is waiting, checks it (deduplication,
-//!   expected revision), chains and writes the records as one atomic sled batch,
-//!   and hands the batch to the flusher;
-//! - the **flusher** takes every batch written so far, makes them durable with one
-//!   sled `flush()` followed by one `fdatasync` of sled's data file, then moves the
-//!   durable head and answers every writer (group commit);
+//!   expected revision), chains the records and applies them to sled as one
+//!   atomic batch, and hands the batch to the flusher;
+//! - the **flusher** appends every batch written so far to the write-ahead log
+//!   (`wal`) and makes it durable with one `fdatasync`, then moves the durable
+//!   head and answers every writer (group commit). Once a second it checkpoints:
+//!   sled's `flush()` plus an `fdatasync` of sled's data file, after which the
+//!   covered write-ahead segments are deleted;
 //! - the **indexer** writes the per-stream and `event_id` indexes afterwards, off
 //!   the acknowledgement path. Until an entry is indexed it lives in an in-memory
 //!   tail that readers and the writer consult first; on open, records past the
 //!   index checkpoint are indexed again from the log itself.
 //!
 //! sled's `flush()` alone only issues `sync_file_range`, which does not survive a
-//! power cut, hence the `fdatasync`; and many tasks awaiting `flush_async` at once
-//! deadlock sled 0.34 (sled issue #1308), hence exactly one flusher. A failed
-//! flush poisons the log: nothing more is accepted until it is reopened.
+//! power cut, and costs milliseconds per call; many tasks awaiting `flush_async`
+//! at once deadlock sled 0.34 (sled issue #1308). Hence one flusher, a
+//! write-ahead log for the per-group `fdatasync`, and sled flushes only at
+//! checkpoints. On open, the write-ahead log is applied again and records past
+//! the head (written to sled, never acknowledged) are dropped. A failed
+//! `fdatasync` poisons the log: nothing more is accepted until it is reopened.
 //!
 //! Layout of the `events` tree (positions are big-endian, so keys sort by position):
 //! - `L` position → [`StoredRecord`]
@@ -40,12 +45,18 @@ use uuid::Uuid;
 use crate::intake::{IntakeQueue, IntakeReceipt};
 use crate::log::{AppendError, AppendOutcome, EventLog, StoreError, check_events};
 use crate::record::{GENESIS_HASH, StoredRecord};
+use crate::wal::{Wal, WalBatch, WalTree};
 
 const RECORD: u8 = b'L';
 const STREAM: u8 = b'S';
 const EVENT_ID: u8 = b'I';
 const HEAD: &[u8] = b"H";
 const INDEXED: &[u8] = b"X";
+/// The write-ahead log's directory inside the data directory.
+const WAL_DIR: &str = "wal";
+/// How often sled's own files are made to hold everything (then the
+/// write-ahead segments before are dropped).
+const CHECKPOINT_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
 /// The most requests one writer batch takes.
 const MAX_BATCH: usize = 2048;
 
@@ -217,6 +228,8 @@ impl SledEventLog {
 
     fn start(db: sled::Db, path: &Path, options: SledOptions) -> Result<Self, StoreError> {
         let tree = db.open_tree("events")?;
+        let intake_tree = db.open_tree("intake")?;
+        recover(&db, path, &tree, &intake_tree)?;
         let (head, head_hash) = read_head(&tree)?;
         check_high_water_mark(path, head, &head_hash)?;
         reindex_tail(&tree, head)?;
@@ -228,7 +241,6 @@ impl SledEventLog {
             poisoned: Mutex::new(None),
         });
         let (head_sender, head_watch) = watch::channel(head);
-        let intake_tree = db.open_tree("intake")?;
         let intake_last = crate::intake::last_sequence(&intake_tree)?;
         let (intake_sender, intake_watch) = watch::channel(intake_last);
         let (sender, receiver) = mpsc::channel(8192);
@@ -245,6 +257,8 @@ impl SledEventLog {
             commits,
         };
         let flusher = Flusher {
+            wal: Wal::create(&path.join(WAL_DIR), options.fsync)?,
+            last_checkpoint: std::time::Instant::now(),
             mark: HighWaterMark::new(path),
             db: db.clone(),
             shared: shared.clone(),
@@ -565,6 +579,8 @@ type IndexEntries = Vec<(u64, StreamId, Uuid)>;
 
 /// One writer batch on its way to the disk.
 struct Commit {
+    /// The batch's changes for the write-ahead log.
+    wal: WalBatch,
     head: u64,
     /// The chain's hash at `head`, when this batch moved it.
     head_hash: Option<[u8; 32]>,
@@ -579,6 +595,7 @@ struct Commit {
 #[derive(Default)]
 struct Pending {
     batch: sled::Batch,
+    wal: WalBatch,
     intake_batch: sled::Batch,
     intake_keys: HashMap<Vec<u8>, Uuid>,
     replies: Vec<Reply>,
@@ -635,6 +652,7 @@ impl Writer {
         if self.head != start_head {
             let mut head_value = self.head.to_be_bytes().to_vec();
             head_value.extend_from_slice(&self.head_hash);
+            pending.wal.insert(WalTree::Events, HEAD, &head_value);
             pending.batch.insert(HEAD, head_value);
             if let Err(error) = self.shared.tree.apply_batch(pending.batch) {
                 failure = Some(error.to_string());
@@ -646,6 +664,7 @@ impl Writer {
             failure = Some(error.to_string());
         }
         Commit {
+            wal: pending.wal,
             head_hash: (self.head != start_head).then_some(self.head_hash),
             head: self.head,
             intake_last: self.intake_last,
@@ -755,6 +774,7 @@ impl Writer {
         self.intake_last += 1;
         crate::intake::stage(
             &mut pending.intake_batch,
+            &mut pending.wal,
             self.intake_last,
             event_id,
             dedupe_key.as_deref(),
@@ -769,7 +789,9 @@ impl Writer {
     fn stage_record(&mut self, pending: &mut Pending, position: u64, event: Prepared) {
         let record = StoredRecord::seal(position, self.head_hash, event.bytes);
         let hash = record.computed_hash();
-        pending.batch.insert(record_key(position), record.encode());
+        let (key, value) = (record_key(position), record.encode());
+        pending.wal.insert(WalTree::Events, &key, &value);
+        pending.batch.insert(key, value);
         self.shared.tail().insert(position, &event.stream, event.event_id);
         self.stream_revisions.insert(event.stream.clone(), position);
         pending.index.push((position, event.stream, event.event_id));
@@ -780,6 +802,8 @@ impl Writer {
 
 /// Makes written batches durable and answers their writers.
 struct Flusher {
+    wal: Wal,
+    last_checkpoint: std::time::Instant,
     mark: HighWaterMark,
     db: sled::Db,
     shared: Arc<Shared>,
@@ -790,12 +814,12 @@ struct Flusher {
 }
 
 impl Flusher {
-    fn run(self, commits: std::sync::mpsc::Receiver<Commit>) {
+    fn run(mut self, commits: std::sync::mpsc::Receiver<Commit>) {
         self.run_until_closed(&commits);
         self.finish();
     }
 
-    fn run_until_closed(&self, commits: &std::sync::mpsc::Receiver<Commit>) {
+    fn run_until_closed(&mut self, commits: &std::sync::mpsc::Receiver<Commit>) {
         while let Ok(first) = commits.recv() {
             // Everything written so far goes to disk with one flush and one sync.
             let mut group = vec![first];
@@ -809,7 +833,7 @@ impl Flusher {
                 .and_then(|guard| guard.clone())
                 .or_else(|| group.iter().find_map(|commit| commit.failure.clone()));
             if failure.is_none()
-                && let Err(error) = self.sync()
+                && let Err(error) = self.wal.append(group.iter().map(|commit| &commit.wal))
             {
                 failure = Some(error.to_string());
             }
@@ -842,17 +866,34 @@ impl Flusher {
                     let _ = self.index_sender.send(commit.index);
                 }
             }
+            if self.last_checkpoint.elapsed() >= CHECKPOINT_EVERY
+                && let Err(error) = self.checkpoint()
+            {
+                // The write-ahead log still holds everything: nothing is lost,
+                // it only grows until a checkpoint succeeds.
+                tracing::warn!(error = %error, "Checkpoint of the event log failed");
+            }
         }
     }
 
-    fn finish(&self) {
+    fn finish(&mut self) {
+        if let Err(error) = self.checkpoint() {
+            tracing::error!(error = %error, "Final checkpoint of the event log failed");
+        }
         self.mark.flush_last();
     }
 
-    fn sync(&self) -> Result<(), StoreError> {
+    /// Makes sled's files hold everything written so far, then drops the
+    /// write-ahead segments that covered it.
+    fn checkpoint(&mut self) -> Result<(), StoreError> {
+        self.last_checkpoint = std::time::Instant::now();
+        let covered = self.wal.rotate()?;
         self.db.flush()?;
         if let Some(file) = &self.data_file {
             file.sync_data()?;
+        }
+        for path in covered {
+            std::fs::remove_file(path)?;
         }
         Ok(())
     }
@@ -894,6 +935,37 @@ fn decode_range(tree: &sled::Tree, start: u64, end: u64) -> Result<Vec<RecordedE
             crate::record::decode_event(position_from_key(&key[1..])?, &value)
         })
         .collect()
+}
+
+/// Applies what the write-ahead log holds and sled may have lost, makes sled
+/// durable, and drops records past the head (written to sled but never made
+/// durable by the write-ahead log, so never acknowledged).
+fn recover(
+    db: &sled::Db,
+    path: &Path,
+    tree: &sled::Tree,
+    intake: &sled::Tree,
+) -> Result<(), StoreError> {
+    let (frames, segments) = crate::wal::replay(&path.join(WAL_DIR), tree, intake)?;
+    let (head, _) = read_head(tree)?;
+    let unacknowledged: Vec<_> =
+        tree.range(record_key(head + 1)..[RECORD + 1].to_vec()).keys().collect::<Result<_, _>>()?;
+    for key in &unacknowledged {
+        tree.remove(key)?;
+    }
+    if frames > 0 || !unacknowledged.is_empty() {
+        tracing::info!(
+            frames,
+            dropped = unacknowledged.len(),
+            "Recovered the event log from its write-ahead log"
+        );
+        db.flush()?;
+        File::open(path.join("db"))?.sync_data()?;
+    }
+    for segment in segments {
+        std::fs::remove_file(segment)?;
+    }
+    Ok(())
 }
 
 /// A small file beside sled's that remembers how far the log was durable.
