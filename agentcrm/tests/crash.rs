@@ -74,8 +74,9 @@ async fn sigkill_of_up_under_load_loses_no_acknowledged_write() {
     let acknowledged = acknowledged.lock().unwrap().clone();
     assert!(acknowledged.len() > 20, "too little load to prove anything: {}", acknowledged.len());
 
-    // Restart, let the read models catch up, stop cleanly.
+    // Restart; once the live read models stop moving, note their digests.
     node.up();
+    let live = live_digests(&node, &client).await;
     node.stop();
     let data = node.data_str();
     let registered: HashMap<String, usize> =
@@ -92,6 +93,44 @@ async fn sigkill_of_up_under_load_loses_no_acknowledged_write() {
         );
     }
     assert_replay_matches(&data);
+    let (_, stdout, _) = run_agentcrm(&["replay", "--quiet", "--data-dir", &data]);
+    for (name, digest) in live {
+        let line = stdout.lines().find(|line| line.starts_with(&name)).unwrap();
+        assert!(line.contains(&format!("digest={digest}")), "{name}: live {digest}, replay {line}");
+    }
+}
+
+/// The running node's read model digests, once two reads a moment apart agree.
+async fn live_digests(node: &Node, client: &reqwest::Client) -> Vec<(String, String)> {
+    let mut previous = Vec::new();
+    for _ in 0..100 {
+        let models: serde_json::Value = client
+            .get(node.url("/api/v1/read-models"))
+            .bearer_auth(&node.admin_key)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let digests: Vec<(String, String)> = models
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|model| {
+                (
+                    model["name"].as_str().unwrap().to_owned(),
+                    model["digest"].as_str().unwrap().to_owned(),
+                )
+            })
+            .collect();
+        if digests == previous {
+            return digests;
+        }
+        previous = digests;
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    panic!("read models never settled")
 }
 
 fn event(customer: &str, n: usize) -> EventEnvelope {
