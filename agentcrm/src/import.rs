@@ -21,7 +21,8 @@ use bus_schema::{
 };
 use clap::Args;
 use event_store::customer360::Customer360;
-use gateway::vault::{LocalPiiVault, normalise_email, normalise_phone};
+use gateway::vault::{normalise_email, normalise_phone};
+use masking::MaskingVault;
 use uuid::Uuid;
 
 #[derive(Args)]
@@ -199,7 +200,8 @@ pub(crate) fn run(args: ImportArgs) -> anyhow::Result<ExitCode> {
         let log = store.log_dyn();
         store.read_models.catch_up(&log).context("bringing read models up to date")?;
         let bus = EmbeddedBus::new(log, store.checkpoints.clone());
-        let vault = gateway::state::open_local_vault(&store)?;
+        // The node's vault, the one `up` and its masking agent use.
+        let vault = crate::agent_cmd::open_vault(&store)?;
         let progress = indicatif::ProgressBar::new(total.saturating_sub(1) as u64);
         progress.set_style(
             indicatif::ProgressStyle::with_template("{bar:40} {pos}/{len} rows {per_sec} {eta}")
@@ -273,7 +275,7 @@ pub(crate) fn run(args: ImportArgs) -> anyhow::Result<ExitCode> {
 /// What a row means against what is stored.
 async fn plan(
     store: &event_store::SledStore,
-    vault: &LocalPiiVault,
+    vault: &MaskingVault,
     written: &HashMap<String, Customer360>,
     row: &Row,
 ) -> anyhow::Result<Change> {
@@ -332,7 +334,7 @@ async fn plan(
 /// Writes a planned change; returns the customer's row as it now is.
 async fn apply(
     bus: &EmbeddedBus,
-    vault: &LocalPiiVault,
+    vault: &MaskingVault,
     actor: &Actor,
     change: Change,
     row: &Row,

@@ -4,11 +4,14 @@
 //! subcommand lives in its own module. Errors reach the user as one line and a
 //! non-zero exit, never a panic.
 
+mod agent_cmd;
 mod audit;
+mod forget_cmd;
 mod gateway_cmd;
 mod import;
 mod intake;
 mod keys;
+mod mask_cmd;
 mod node;
 mod publish;
 mod replay;
@@ -53,6 +56,13 @@ enum Command {
     Publish(publish::PublishArgs),
     /// Import customers from a CSV export (upsert by email, then phone).
     Import(import::ImportArgs),
+    /// Run an agent as its own service on NATS (distributed mode).
+    Agent(agent_cmd::AgentArgs),
+    /// Mask personal data in JSON lines `{"text": …}` from stdin to stdout.
+    Mask(mask_cmd::MaskArgs),
+    /// Forget a customer (on a stopped node): destroy their vault key and
+    /// record CustomerForgotten.
+    Forget(forget_cmd::ForgetArgs),
 }
 
 /// Where the node keeps its sled files.
@@ -84,6 +94,9 @@ fn main() -> ExitCode {
         Command::Intake(args) => intake::run(args),
         Command::Publish(args) => publish::run(args),
         Command::Import(args) => import::run(args),
+        Command::Agent(args) => agent_cmd::run(args),
+        Command::Mask(args) => mask_cmd::run(args),
+        Command::Forget(args) => forget_cmd::run(args),
     };
     match result {
         Ok(code) => code,

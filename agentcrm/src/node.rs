@@ -74,9 +74,12 @@ pub(crate) fn up(args: UpArgs) -> anyhow::Result<ExitCode> {
         let bus = Arc::new(EmbeddedBus::new(log.clone(), store.checkpoints.clone()));
         let intake = Arc::new(EmbeddedIntake::new(store.log.clone()));
         let local = crate::gateway_cmd::local_state(&store)?;
-        // The node-local vault (see `gateway::vault::LocalPiiVault`): personal
-        // profile fields become tokens before any event is written.
-        let vault = Arc::new(gateway::state::open_local_vault(&store)?);
+        // The masking agent's vault: personal profile fields become tokens
+        // before any event is written, and the agent masks raw intake with the
+        // same customers' tables.
+        let vault = Arc::new(crate::agent_cmd::open_vault(&store)?);
+        let masking =
+            crate::agent_cmd::spawn(bus.clone(), intake.clone(), vault.clone(), shutdown.clone())?;
         let state = gateway::AppState::new(
             bus,
             intake,
@@ -95,6 +98,7 @@ pub(crate) fn up(args: UpArgs) -> anyhow::Result<ExitCode> {
         wait_for_signal(shutdown.clone()).await;
         tracing::info!("Shutting down");
         server.await.context("gateway task")?.context("gateway")?;
+        masking.await.context("masking agent task")?.context("masking agent")?;
         projections.await.context("projection task")?.context("projections")?;
         anyhow::Ok(())
     });
