@@ -86,14 +86,18 @@ pub fn open_db(path: &Path, options: &SledOptions) -> Result<sled::Db, StoreErro
     if !options.create && !path.join("db").exists() {
         return Err(StoreError::Missing { path: path.to_owned() });
     }
-    sled::Config::new().path(path).cache_capacity(options.cache_capacity).open().map_err(|error| {
-        match error {
+    sled::Config::new()
+        .path(path)
+        .cache_capacity(options.cache_capacity)
+        // The log checkpoints sled itself once a second (see the flusher).
+        .flush_every_ms(None)
+        .open()
+        .map_err(|error| match error {
             sled::Error::Io(ref io) if io.to_string().contains("could not acquire lock") => {
                 StoreError::Locked { path: path.to_owned() }
             }
             other => StoreError::Sled(other).in_directory(path),
-        }
-    })
+        })
 }
 
 /// An event encoded by its caller, ready to be chained.
