@@ -1,0 +1,42 @@
+#!/usr/bin/env bash
+# Signed webhook ingest: AgentCRM's gateway (`agentcrm up`, Standard Webhooks
+# verification, 202 after the intake's group commit with fdatasync) next to
+# the seed's FastAPI handler (uvicorn, one worker), driven by the same wrk run.
+#
+#   bench/gateway/run.sh            # DURATION=10s CONNECTIONS=64 by default
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+here=bench/gateway
+target="${CARGO_TARGET_DIR:-target}"
+duration="${DURATION:-10s}"
+connections="${CONNECTIONS:-64}"
+count="${REQUESTS_COUNT:-600000}"
+command -v wrk >/dev/null || { apt-get install -y -qq wrk || { apt-get update -qq && apt-get install -y -qq wrk; }; }
+
+cargo build --release -p agentcrm --quiet
+venv="$(cd "$target" && pwd)/py-bench"
+if [ ! -x "$venv/bin/uvicorn" ]; then
+    python3 -m venv "$venv"
+    "$venv/bin/pip" install --quiet --disable-pip-version-check fastapi==0.163.2 uvicorn==0.54.0
+fi
+
+work="$(mktemp -d)"
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
+gw_port="$(free_port)"; py_port="$(free_port)"
+secret="$("$target/release/agentcrm" sources add default --data-dir "$work/node" 2>/dev/null)"
+RUST_LOG=warn "$target/release/agentcrm" up --data-dir "$work/node" --listen "127.0.0.1:$gw_port" >"$work/up.log" 2>&1 &
+gw=$!
+(cd "$here" && exec "$venv/bin/uvicorn" seed_app:app --port "$py_port" --workers 1 --log-level warning) >"$work/uvicorn.log" 2>&1 &
+py=$!
+cleanup() { kill "$gw" "$py" 2>/dev/null || true; wait "$gw" "$py" 2>/dev/null || true; rm -rf "$work"; }
+trap cleanup EXIT
+for port in "$gw_port" "$py_port"; do
+    for _ in $(seq 100); do curl -fs -o /dev/null "http://127.0.0.1:$port/docs" && break; sleep 0.1; done
+done
+
+# Unique, freshly signed deliveries (the signature window is 5 minutes).
+python3 "$here/sign_requests.py" "$secret" "$count" "$work/requests.txt"
+echo "== seed FastAPI handler (uvicorn, 1 worker), $connections connections, $duration"
+REQUESTS="$work/requests.txt" wrk -t2 -c"$connections" -d"$duration" --latency -s "$here/signed.lua" "http://127.0.0.1:$py_port"
+echo "== agentcrm up: signed, durable 202, $connections connections, $duration"
+REQUESTS="$work/requests.txt" wrk -t2 -c"$connections" -d"$duration" --latency -s "$here/signed.lua" "http://127.0.0.1:$gw_port"
