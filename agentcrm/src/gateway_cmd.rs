@@ -3,9 +3,10 @@
 //!
 //! The distributed gateway keeps its own sled database in `--data-dir`: its
 //! local tables (sources, keys, delivery ids, vault) and a replica of the log
-//! that feeds its read models. The replica follows `CRM_EVENTS` with the durable
-//! consumer `gateway-<replica>` and stores each event at its stream sequence,
-//! so positions (and so ETags) are the same as everywhere else.
+//! that feeds its read models. The replica follows `CRM_EVENTS` exactly as the
+//! event-store service does (in stream order, from its own head) and stores each
+//! event at its stream sequence, so positions (and so ETags) are the same as
+//! everywhere else.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -13,11 +14,10 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use agent_kit::intake::NatsIntake;
-use agent_kit::{Bus, BusError, NatsBus, NatsOptions, Shutdown};
+use agent_kit::{NatsBus, NatsOptions, Shutdown};
 use anyhow::Context;
-use bus_schema::subjects;
 use clap::Args;
-use event_store::{EventLog, SledOptions, SledStore};
+use event_store::{SledOptions, SledStore};
 use gateway::{GatewayConfig, LocalState};
 
 /// Limits of the gateway (see `gateway::GatewayConfig`).
@@ -52,7 +52,7 @@ pub(crate) struct GatewayArgs {
     /// Address to listen on.
     #[arg(long, default_value = "127.0.0.1:8080", env = "AGENTCRM_LISTEN")]
     listen: SocketAddr,
-    /// Name of this instance's replica consumer (one per gateway instance).
+    /// Name of this instance, shown in the NATS server's connection list.
     #[arg(long, default_value = "1")]
     replica: String,
     #[command(flatten)]
@@ -90,8 +90,9 @@ pub(crate) fn run(args: GatewayArgs) -> anyhow::Result<ExitCode> {
             tokio::spawn(store.read_models.clone().run(log.clone(), shutdown.receiver()));
         let replica = {
             let (bus, log, shutdown) = (bus.clone(), log.clone(), shutdown.clone());
-            let consumer = format!("gateway-{}", args.replica);
-            tokio::spawn(async move { replicate(bus.as_ref(), &consumer, log, shutdown).await })
+            tokio::spawn(
+                async move { agent_kit::store_service::run(bus.as_ref(), log, shutdown).await },
+            )
         };
         let state = gateway::AppState::new(
             bus,
@@ -122,40 +123,4 @@ pub(crate) fn run(args: GatewayArgs) -> anyhow::Result<ExitCode> {
     store.close().context("closing the replica")?;
     result?;
     Ok(ExitCode::SUCCESS)
-}
-
-/// Copies `CRM_EVENTS` into the local replica, acknowledging after each
-/// durable batch (the same contract as the event-store service, under this
-/// gateway's own consumer).
-async fn replicate(
-    bus: &dyn Bus,
-    consumer: &str,
-    log: Arc<dyn EventLog>,
-    shutdown: Shutdown,
-) -> Result<(), BusError> {
-    let mut subscription = bus.subscribe(consumer, &subjects::all_events()).await?;
-    loop {
-        let first = tokio::select! {
-            delivery = subscription.next() => delivery?,
-            _ = shutdown.wait() => return Ok(()),
-        };
-        let Some(first) = first else { return Ok(()) };
-        let mut batch = vec![first];
-        while batch.len() < 256 {
-            match tokio::time::timeout(std::time::Duration::ZERO, subscription.next()).await {
-                Ok(Ok(Some(delivery))) => batch.push(delivery),
-                Ok(Err(error)) => return Err(error),
-                _ => break,
-            }
-        }
-        for delivery in batch {
-            let record = vec![(delivery.event.position, delivery.event.envelope.clone())];
-            match log.append_at(record).await {
-                // Out of order = already stored (a redelivery after a crash).
-                Ok(_) | Err(event_store::AppendError::OutOfOrder { .. }) => {}
-                Err(error) => return Err(error.into()),
-            }
-            delivery.ack().await?;
-        }
-    }
 }
