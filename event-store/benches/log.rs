@@ -156,6 +156,13 @@ fn replay(runtime: &tokio::runtime::Runtime, events: usize) -> (f64, f64, f64, f
     // Baseline: scan the record keys and decode every envelope.
     let tree = db.open_tree("events").unwrap();
     let started = Instant::now();
+    let scanned_bytes: usize =
+        tree.range(vec![b'L']..vec![b'M']).map(|entry| entry.unwrap().1.len()).sum();
+    eprintln!(
+        "raw sled scan alone (no decode): {:.0} events/s ({scanned_bytes} bytes)",
+        events as f64 / started.elapsed().as_secs_f64()
+    );
+    let started = Instant::now();
     let mut decoded = 0usize;
     for entry in tree.range(vec![b'L']..vec![b'M']) {
         let (key, value) = entry.unwrap();

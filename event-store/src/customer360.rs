@@ -67,8 +67,8 @@ impl Projection for Customer360Projection {
     // 2: `CustomerForgotten` marks the row forgotten.
     const VERSION: u32 = 2;
 
-    fn key(&self, event: &RecordedEvent) -> Option<String> {
-        event.envelope.payload.customer_id().map(str::to_owned)
+    fn key<'a>(&self, event: &'a RecordedEvent) -> Option<&'a str> {
+        event.envelope.payload.customer_id()
     }
 
     fn apply(&self, row: Option<Customer360>, event: &RecordedEvent) -> Option<Customer360> {

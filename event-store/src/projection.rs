@@ -34,7 +34,7 @@ pub trait Projection: Send + Sync + 'static {
     const VERSION: u32;
 
     /// The row this event changes, if any.
-    fn key(&self, event: &RecordedEvent) -> Option<String>;
+    fn key<'a>(&self, event: &'a RecordedEvent) -> Option<&'a str>;
 
     /// The row after the event. Must not do I/O or read the clock.
     fn apply(&self, row: Option<Self::Row>, event: &RecordedEvent) -> Option<Self::Row>;
@@ -178,12 +178,12 @@ impl<P: Projection> ReadModel<P> {
             let Some(key) = self.projection.key(event) else {
                 continue;
             };
-            let row = match touched.remove(&key) {
+            let row = match touched.remove(key) {
                 Some(row) => row,
-                None => self.get(&key)?,
+                None => self.get(key)?,
             };
             let row = self.projection.apply(row, event);
-            touched.insert(key, row);
+            touched.insert(key.to_owned(), row);
         }
         let mut batch = sled::Batch::default();
         for (key, row) in touched {
@@ -210,8 +210,14 @@ impl<P: Projection> ReadModel<P> {
         let mut count = 0u64;
         log.scan(0, &mut |event| {
             if let Some(key) = self.projection.key(&event) {
-                let slot = rows.entry(key).or_default();
-                *slot = self.projection.apply(slot.take(), &event);
+                // Look up by the borrowed key; allocate one only for a new row.
+                match rows.get_mut(key) {
+                    Some(slot) => *slot = self.projection.apply(slot.take(), &event),
+                    None => {
+                        let row = self.projection.apply(None, &event);
+                        rows.insert(key.to_owned(), row);
+                    }
+                }
             }
             last = event.position;
             count += 1;
