@@ -2,15 +2,16 @@
 //! the pieces `up` uses to run it inside the node.
 //!
 //! Distributed, the agent consumes the `CRM_INGEST` work queue as the NATS user
-//! `masking` (see `deploy/nats/`), keeps its vault in its own data directory and
-//! publishes masked events to `CRM_EVENTS`.
+//! `masking` (see `deploy/nats/`), keeps its vault in its own data directory,
+//! publishes masked events to `CRM_EVENTS`, and answers the gateway's vault
+//! requests on `crm.vault.>` (`masking::vault_service`).
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
 
 use agent_kit::intake::{Intake, NatsIntake};
-use agent_kit::{Bus, BusError, NatsBus, NatsOptions, Shutdown};
+use agent_kit::{Bus, BusError, NatsBus, Shutdown};
 use anyhow::Context;
 use clap::{Args, Subcommand};
 use event_store::SledStore;
@@ -37,12 +38,8 @@ struct MaskingArgs {
     /// NATS server with JetStream.
     #[arg(long, default_value = "nats://127.0.0.1:4222", env = "AGENTCRM_NATS_URL")]
     nats_url: String,
-    /// NATS user of this service (`masking` in deploy/nats/nats-server.conf).
-    #[arg(long, env = "AGENTCRM_NATS_USER")]
-    nats_user: Option<String>,
-    /// Password of the NATS user.
-    #[arg(long, env = "AGENTCRM_NATS_PASSWORD", hide_env_values = true, requires = "nats_user")]
-    nats_password: Option<String>,
+    #[command(flatten)]
+    nats: crate::NatsUser,
     /// Where the agent keeps its vault (per-customer keys, sealed token tables).
     #[arg(long, default_value = "./data/masking", env = "AGENTCRM_DATA_DIR")]
     data_dir: PathBuf,
@@ -98,20 +95,23 @@ fn masking(args: MaskingArgs) -> anyhow::Result<ExitCode> {
     let vault = Arc::new(MaskingVault::open(table).context("opening the vault")?);
     let runtime = crate::runtime()?;
     let result = runtime.block_on(async {
-        let mut options = NatsOptions::new(&args.nats_url);
-        options.client_name = "agentcrm-masking".into();
-        if let Some(user) = args.nats_user.clone() {
-            options.user = Some((user, args.nats_password.clone().unwrap_or_default()));
-        }
+        let options = args.nats.options(&args.nats_url, "agentcrm-masking".into());
         let bus = NatsBus::connect(options).await?;
         let intake: Arc<dyn Intake> = Arc::new(NatsIntake::connect(&bus).await?);
         let shutdown = Shutdown::new();
+        // The vault answers the gateway (profiles, look-ups, reveal, forget)
+        // from the same tables the agent masks with.
+        let vault_service = {
+            let (bus, vault, shutdown) = (bus.clone(), vault.clone(), shutdown.clone());
+            tokio::spawn(async move { masking::vault_service::serve(&bus, vault, shutdown).await })
+        };
         let agent = MaskingAgent::new(Arc::new(bus), vault.clone(), detector);
         let metrics = agent.metrics();
         let task = tokio::spawn(agent.run(intake, shutdown.clone()));
         println!("Masking agent is up: {} (vault in {})", args.nats_url, args.data_dir.display());
         crate::node::wait_for_signal(shutdown.clone()).await;
         task.await.context("masking agent task")?.context("masking agent")?;
+        vault_service.await.context("vault service task")?.context("vault service")?;
         let metrics = metrics.snapshot();
         println!(
             "Masking agent stopped: {} events appended, {} duplicates, {} dropped",

@@ -18,7 +18,6 @@ use bus_schema::{
 };
 use clap::Args;
 use masking::TokenTable;
-use uuid::Uuid;
 
 #[derive(Args)]
 pub(crate) struct ForgetArgs {
@@ -61,8 +60,7 @@ pub(crate) fn run(args: ForgetArgs) -> anyhow::Result<ExitCode> {
             reason,
         });
         let mut event = EventEnvelope::new(stream.clone(), Actor::new(ActorKind::Human, &args.by), payload);
-        let customer = Uuid::new_v5(&Uuid::NAMESPACE_OID, args.customer_id.as_bytes());
-        event.event_id = EventEnvelope::derived_id("forget", customer, "forgotten");
+        event.event_id = CustomerForgotten::event_id(&args.customer_id);
         event.correlation_id = event.event_id;
         let outcome = bus.append(&stream, ExpectedRevision::Any, vec![event]).await?;
         store.read_models.catch_up(&Arc::clone(&log)).context("updating the read models")?;

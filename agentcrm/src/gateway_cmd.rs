@@ -2,19 +2,22 @@
 //! flags shared with `up`.
 //!
 //! The distributed gateway keeps its own sled database in `--data-dir`: its
-//! local tables (sources, keys, delivery ids, vault) and a replica of the log
+//! local tables (sources, keys, delivery ids) and a replica of the log
 //! that feeds its read models. The replica follows `CRM_EVENTS` exactly as the
 //! event-store service does (in stream order, from its own head) and stores each
 //! event at its stream sequence, so positions (and so ETags) are the same as
-//! everywhere else.
+//! everywhere else. It holds no personal data: profiles, look-ups, reveal and
+//! forget go to the masking agent's vault service over NATS.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
+use std::time::Duration;
 
 use agent_kit::intake::NatsIntake;
-use agent_kit::{NatsBus, NatsOptions, Shutdown};
+use agent_kit::vault::NatsPiiVault;
+use agent_kit::{NatsBus, Shutdown};
 use anyhow::Context;
 use clap::Args;
 use event_store::{SledOptions, SledStore};
@@ -52,9 +55,15 @@ pub(crate) struct GatewayArgs {
     /// Address to listen on.
     #[arg(long, default_value = "127.0.0.1:8080", env = "AGENTCRM_LISTEN")]
     listen: SocketAddr,
+    #[command(flatten)]
+    nats: crate::NatsUser,
     /// Name of this instance, shown in the NATS server's connection list.
     #[arg(long, default_value = "1")]
     replica: String,
+    /// How long to wait for the masking agent's vault service, in milliseconds
+    /// (503 after that).
+    #[arg(long, default_value_t = 3000)]
+    vault_timeout_ms: u64,
     #[command(flatten)]
     flags: GatewayFlags,
 }
@@ -77,12 +86,17 @@ pub(crate) fn run(args: GatewayArgs) -> anyhow::Result<ExitCode> {
     })?;
     let runtime = crate::runtime()?;
     let result = runtime.block_on(async {
-        let mut options = NatsOptions::new(&args.nats_url);
-        options.client_name = format!("agentcrm-gateway-{}", args.replica);
+        let options =
+            args.nats.options(&args.nats_url, format!("agentcrm-gateway-{}", args.replica));
         let bus = Arc::new(NatsBus::connect(options).await?);
         let intake = Arc::new(NatsIntake::connect(&bus).await?);
         let local = local_state(&store)?;
-        let vault = Arc::new(gateway::state::open_local_vault(&store)?);
+        // Personal data stays with the masking agent: the gateway tokenizes,
+        // looks up, reveals and forgets through its vault service.
+        let vault = Arc::new(NatsPiiVault::new(
+            bus.client().clone(),
+            Duration::from_millis(args.vault_timeout_ms),
+        ));
         let shutdown = Shutdown::new();
         let log = store.log_dyn();
         store.read_models.catch_up(&log).context("bringing read models up to date")?;

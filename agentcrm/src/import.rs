@@ -21,8 +21,8 @@ use bus_schema::{
 };
 use clap::Args;
 use event_store::customer360::Customer360;
-use gateway::vault::{normalise_email, normalise_phone};
 use masking::MaskingVault;
+use masking::service::{normalise_email, normalise_phone};
 use uuid::Uuid;
 
 #[derive(Args)]

@@ -73,6 +73,30 @@ struct DataDir {
     data_dir: PathBuf,
 }
 
+/// The NATS user a service connects as (see `deploy/nats/nats-server.conf`).
+#[derive(Args, Clone)]
+struct NatsUser {
+    /// NATS user of this service (`gateway`, `masking`, `store`, …); its
+    /// replies then arrive under its own inbox prefix `_INBOX_<user>`.
+    #[arg(long, env = "AGENTCRM_NATS_USER")]
+    nats_user: Option<String>,
+    /// Password of the NATS user.
+    #[arg(long, env = "AGENTCRM_NATS_PASSWORD", hide_env_values = true, requires = "nats_user")]
+    nats_password: Option<String>,
+}
+
+impl NatsUser {
+    /// NATS options for `url` as this user, named `client_name`.
+    fn options(&self, url: &str, client_name: String) -> agent_kit::NatsOptions {
+        let mut options = agent_kit::NatsOptions::new(url);
+        options.client_name = client_name;
+        if let Some(user) = &self.nats_user {
+            options.user = Some((user.clone(), self.nats_password.clone().unwrap_or_default()));
+        }
+        options
+    }
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     tracing_subscriber::fmt()

@@ -7,7 +7,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use agent_kit::intake::EmbeddedIntake;
-use agent_kit::{EmbeddedBus, NatsBus, NatsOptions, Shutdown};
+use agent_kit::{EmbeddedBus, NatsBus, Shutdown};
 use anyhow::Context;
 use clap::Args;
 use event_store::{SledOptions, SledStore};
@@ -32,6 +32,8 @@ pub(crate) struct StoreArgs {
     /// NATS server with JetStream.
     #[arg(long, default_value = "nats://127.0.0.1:4222", env = "AGENTCRM_NATS_URL")]
     nats_url: String,
+    #[command(flatten)]
+    nats: crate::NatsUser,
 }
 
 fn open_store(data_dir: &Path) -> anyhow::Result<SledStore> {
@@ -112,7 +114,8 @@ pub(crate) fn store(args: StoreArgs) -> anyhow::Result<ExitCode> {
     let store = open_store(&args.data.data_dir)?;
     let runtime = crate::runtime()?;
     let result = runtime.block_on(async {
-        let bus = NatsBus::connect(NatsOptions::new(&args.nats_url)).await?;
+        let bus =
+            NatsBus::connect(args.nats.options(&args.nats_url, "agentcrm-store".into())).await?;
         let shutdown = Shutdown::new();
         let log = store.log_dyn();
         store.read_models.catch_up(&log).context("bringing read models up to date")?;

@@ -3,12 +3,17 @@
 //! `deploy/nats/nats-server.conf`: the gateway user publishes raw intake, the
 //! masking user consumes it, and the sales agent's user is refused on
 //! `crm.ingest.>` both ways (core publish and subscribe, and the CRM_INGEST
-//! work queue).
+//! work queue). The vault service answers the gateway only, and each user's
+//! replies arrive under its own inbox prefix that no other user may read.
 
 use std::time::Duration;
 
+use std::sync::Arc;
+
 use agent_kit::intake::{Intake, NatsIntake};
-use agent_kit::{NatsBus, NatsOptions};
+use agent_kit::vault::{NatsPiiVault, PiiVault, ProfileFields};
+use agent_kit::{BusError, NatsBus, NatsOptions, Shutdown};
+use masking::MaskingVault;
 use bus_schema::{Actor, ActorKind, RawIntake};
 use futures::StreamExt;
 use tests::NatsServer;
@@ -115,4 +120,83 @@ async fn only_gateway_publishes_and_only_masking_consumes_raw_intake() {
     // The gateway itself cannot consume raw intake.
     let gateway_reads = tokio::time::timeout(Duration::from_secs(15), gateway_intake.subscribe());
     assert!(!matches!(gateway_reads.await, Ok(Ok(_))), "the gateway may not consume CRM_INGEST");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn only_the_gateway_reaches_the_vault_and_replies_stay_private() {
+    let dir = tempfile::tempdir().unwrap();
+    let Some(server) = start_server(dir.path()) else { return };
+    let short = Duration::from_millis(750);
+    let gateway = connect(&server, "gateway").await;
+    let masking = connect(&server, "masking").await;
+    let sales = connect(&server, "sales").await;
+
+    let shutdown = Shutdown::new();
+    let vault = Arc::new(MaskingVault::temporary().unwrap());
+    let service = {
+        let (masking, vault, shutdown) = (masking.clone(), vault.clone(), shutdown.clone());
+        tokio::spawn(async move { masking::vault_service::serve(&masking, vault, shutdown).await })
+    };
+
+    // Sales listens where the gateway's replies and the vault's requests go;
+    // the server refuses both subscriptions. The gateway's own tap on its
+    // inbox is the positive control.
+    let mut sales_inbox_tap = sales.client().subscribe("_INBOX_gateway.>").await.unwrap();
+    let mut sales_vault_tap = sales.client().subscribe("crm.vault.>").await.unwrap();
+    let mut gateway_inbox_tap = gateway.client().subscribe("_INBOX_gateway.>").await.unwrap();
+    sales.client().flush().await.unwrap();
+    gateway.client().flush().await.unwrap();
+
+    let profile = ProfileFields {
+        name: Some("Ann Lee".into()),
+        email: Some("ann.lee@example.com".into()),
+        phone: None,
+    };
+    let from_gateway = NatsPiiVault::new(gateway.client().clone(), Duration::from_secs(2));
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let tokens = loop {
+        // The service subscribes in its own task: wait until it answers.
+        match from_gateway.tokenize_profile("cus_ann", profile.clone()).await {
+            Ok(tokens) => break tokens,
+            Err(error) if std::time::Instant::now() < deadline => {
+                eprintln!("waiting for the vault service: {error}");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            Err(error) => panic!("the vault service never answered: {error}"),
+        }
+    };
+    assert_eq!(tokens.email.as_deref(), Some("<EMAIL_1>"));
+    let revealed = from_gateway.reveal("cus_ann", "<PERSON_1> <EMAIL_1>").await.unwrap();
+    assert_eq!(revealed, "Ann Lee ann.lee@example.com");
+    let found =
+        from_gateway.lookup(agent_kit::vault::LookupKind::Email, "ann.lee@example.com").await;
+    assert_eq!(found.unwrap().as_deref(), Some("cus_ann"));
+
+    // The gateway sees its replies (and the reveal in the clear) on its inbox;
+    // sales sees neither the replies nor the requests.
+    let mut replies = Vec::new();
+    while let Ok(Some(message)) = tokio::time::timeout(short, gateway_inbox_tap.next()).await {
+        replies.push(String::from_utf8_lossy(&message.payload).into_owned());
+    }
+    assert!(replies.iter().any(|reply| reply.contains("ann.lee@example.com")), "{replies:?}");
+    assert!(
+        !matches!(tokio::time::timeout(short, sales_inbox_tap.next()).await, Ok(Some(_))),
+        "sales read the gateway's replies"
+    );
+    assert!(
+        !matches!(tokio::time::timeout(short, sales_vault_tap.next()).await, Ok(Some(_))),
+        "sales read vault requests"
+    );
+
+    // Sales may not ask the vault anything, reveal least of all: its request
+    // never reaches the service, so it times out as unavailable.
+    let from_sales = NatsPiiVault::new(sales.client().clone(), Duration::from_secs(1));
+    let refused = from_sales.reveal("cus_ann", "<EMAIL_1>").await;
+    assert!(matches!(refused, Err(BusError::Unavailable(_))), "{refused:?}");
+    let refused = from_sales.forget("cus_ann").await;
+    assert!(matches!(refused, Err(BusError::Unavailable(_))), "{refused:?}");
+    assert!(!vault.is_forgotten("cus_ann").unwrap());
+
+    shutdown.trigger();
+    service.await.unwrap().unwrap();
 }

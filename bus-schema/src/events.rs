@@ -63,6 +63,16 @@ pub struct CustomerForgotten {
     pub reason: String,
 }
 
+impl CustomerForgotten {
+    /// The event id of a customer's `CustomerForgotten`, derived from the
+    /// customer id: however often and wherever forgetting is asked for (the
+    /// CLI, the API, a retry), the log stores it once.
+    pub fn event_id(customer_id: &str) -> uuid::Uuid {
+        let customer = uuid::Uuid::new_v5(&uuid::Uuid::NAMESPACE_OID, customer_id.as_bytes());
+        crate::EventEnvelope::derived_id("forget", customer, "forgotten")
+    }
+}
+
 /// Where an interaction took place.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]

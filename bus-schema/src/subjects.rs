@@ -17,6 +17,11 @@ pub const HEADER_EVENT_TYPE: &str = "Crm-Event-Type";
 
 const EVENTS_PREFIX: &str = "crm.evt";
 const INGEST_PREFIX: &str = "crm.ingest";
+const VAULT_PREFIX: &str = "crm.vault";
+const INBOX_PREFIX: &str = "_INBOX";
+
+/// Queue group of the vault service: each request goes to one masking instance.
+pub const VAULT_QUEUE_GROUP: &str = "masking-vault";
 
 /// A NATS subject built by this module.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -64,6 +69,51 @@ pub fn all_ingest() -> Subject {
     Subject(format!("{INGEST_PREFIX}.>"))
 }
 
+/// One operation of the masking agent's vault service (request/reply on
+/// NATS core, `crm.vault.<operation>`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum VaultOperation {
+    /// Profile fields in, tokens out.
+    Tokenize,
+    /// A normalised email or phone in, a customer id out.
+    Lookup,
+    /// Tokens in, personal data out: the only answer that holds personal data.
+    Reveal,
+    /// Crypto-shredding of one customer.
+    Forget,
+}
+
+impl VaultOperation {
+    pub const ALL: [Self; 4] = [Self::Tokenize, Self::Lookup, Self::Reveal, Self::Forget];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Tokenize => "tokenize",
+            Self::Lookup => "lookup",
+            Self::Reveal => "reveal",
+            Self::Forget => "forget",
+        }
+    }
+}
+
+/// `crm.vault.<operation>`: requests to the masking agent's vault.
+pub fn vault(operation: VaultOperation) -> Subject {
+    Subject(format!("{VAULT_PREFIX}.{}", operation.as_str()))
+}
+
+/// `crm.vault.>`: every vault request (only the masking agent subscribes).
+pub fn all_vault() -> Subject {
+    Subject(format!("{VAULT_PREFIX}.>"))
+}
+
+/// `_INBOX_<user>`: the reply-inbox prefix of one NATS user, so that the
+/// server's allow-lists can give each service its own replies and nobody
+/// else's.
+pub fn inbox_prefix(user: &str) -> Result<String, ValidationError> {
+    validate_id("nats_user", user)?;
+    Ok(format!("{INBOX_PREFIX}_{user}"))
+}
+
 /// The stream a canonical event subject belongs to.
 pub fn parse_event(subject: &str) -> Result<StreamId, ValidationError> {
     let rest = subject
@@ -104,6 +154,12 @@ mod tests {
         assert_eq!(ingest("a.b").unwrap_err().field, "source");
         assert!(parse_event("crm.ingest.x").is_err());
         assert!(parse_event("crm.evt.customer.a.b").is_err());
+        assert_eq!(vault(VaultOperation::Reveal).as_str(), "crm.vault.reveal");
+        assert!(
+            VaultOperation::ALL.iter().all(|op| matches(all_vault().as_str(), vault(*op).as_str()))
+        );
+        assert_eq!(inbox_prefix("gateway").unwrap(), "_INBOX_gateway");
+        assert_eq!(inbox_prefix("a.b").unwrap_err().field, "nats_user");
     }
 
     #[test]

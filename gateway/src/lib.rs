@@ -15,7 +15,6 @@
 //! - [`admin`]: sources, keys and read models of a running node.
 //! - [`openapi`]: the OpenAPI document and the `/docs` page.
 //! - [`problem`]: RFC 9457 problem answers.
-//! - [`vault`]: [`vault::LocalPiiVault`], the node-local personal-data vault.
 //! - [`config`]: limits; [`state`]: what handlers share.
 
 // A `Problem` is built at most once per request, on the way out: its size on
@@ -33,7 +32,6 @@ pub mod routes;
 pub mod signature;
 pub mod sources;
 pub mod state;
-pub mod vault;
 pub mod webhooks;
 
 use agent_kit::Shutdown;

@@ -12,7 +12,6 @@ use crate::keys::{ApiKeys, KEYS_TABLE};
 use crate::sources::{
     DEFAULT_SOURCE, DELIVERIES_TABLE, Deliveries, SOURCES_TABLE, SourceError, Sources,
 };
-use crate::vault::{LocalPiiVault, VAULT_TABLE};
 
 /// Shared, cheaply cloneable handler state.
 #[derive(Clone)]
@@ -47,11 +46,6 @@ impl LocalState {
     pub fn ensure_default_source(&self) -> Result<bool, SourceError> {
         self.sources.ensure(DEFAULT_SOURCE)
     }
-}
-
-/// Opens the node's own vault table (see [`LocalPiiVault`]).
-pub fn open_local_vault(store: &SledStore) -> Result<LocalPiiVault, StoreError> {
-    LocalPiiVault::open(store.table(VAULT_TABLE)?)
 }
 
 impl AppState {

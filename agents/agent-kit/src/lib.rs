@@ -9,7 +9,8 @@
 //! - [`store_service`]: the event-store service that copies `CRM_EVENTS` into
 //!   the sled log and acknowledges only once it is durable.
 //! - [`vault`]: the [`vault::PiiVault`] trait, the personal-data boundary as a
-//!   service (implemented by the masking agent).
+//!   service (implemented by the masking agent), its NATS client
+//!   [`vault::NatsPiiVault`] and the responder [`vault::serve`].
 //! - [`shutdown`]: the shutdown signal every long-running task listens to.
 //!
 //! This is the only crate that uses async-nats.

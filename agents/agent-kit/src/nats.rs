@@ -32,6 +32,13 @@ pub struct NatsOptions {
     pub user: Option<(String, String)>,
     /// The name this connection shows in the server's monitoring.
     pub client_name: String,
+    /// Prefix of this connection's reply subjects. `None`: `_INBOX_<user>` for
+    /// a named user (so the server can keep each user's replies to itself),
+    /// NATS's default `_INBOX` without one.
+    pub inbox_prefix: Option<String>,
+    /// How long a request (a JetStream publish's acknowledgement, an API call)
+    /// may wait before it fails as unavailable.
+    pub request_timeout: Duration,
     /// `Nats-Msg-Id` deduplication window of `CRM_EVENTS` (the event-store's own
     /// index keeps idempotency forever).
     pub duplicate_window: Duration,
@@ -47,6 +54,8 @@ impl NatsOptions {
             url: url.into(),
             user: None,
             client_name: "agentcrm".into(),
+            inbox_prefix: None,
+            request_timeout: Duration::from_secs(5),
             duplicate_window: Duration::from_secs(120),
             max_deliver: 10,
             backoff: vec![Duration::from_secs(1), Duration::from_secs(5), Duration::from_secs(30)],
@@ -64,20 +73,40 @@ pub struct NatsBus {
 }
 
 impl NatsBus {
+    /// The reply-inbox prefix this connection uses (see
+    /// [`NatsOptions::inbox_prefix`]).
+    pub fn inbox_prefix(options: &NatsOptions) -> Result<Option<String>, BusError> {
+        if let Some(prefix) = &options.inbox_prefix {
+            return Ok(Some(prefix.clone()));
+        }
+        match &options.user {
+            Some((user, _)) => Ok(Some(subjects::inbox_prefix(user)?)),
+            None => Ok(None),
+        }
+    }
+
     /// Connects and makes sure `CRM_EVENTS` exists.
     pub async fn connect(options: NatsOptions) -> Result<Self, BusError> {
         let connect_error = |reason: String| BusError::Connect { url: options.url.clone(), reason };
         let mut connect = async_nats::ConnectOptions::new()
             .name(&options.client_name)
-            .connection_timeout(Duration::from_secs(5));
+            .connection_timeout(Duration::from_secs(5))
+            .request_timeout(Some(options.request_timeout));
         if let Some((user, password)) = &options.user {
             connect = connect.user_and_password(user.clone(), password.clone());
+        }
+        if let Some(prefix) = Self::inbox_prefix(&options)? {
+            connect = connect.custom_inbox_prefix(prefix);
         }
         let client = connect
             .connect(options.url.as_str())
             .await
             .map_err(|error| connect_error(error.to_string()))?;
-        let jetstream = jetstream::new(client.clone());
+        let mut jetstream = jetstream::new(client.clone());
+        // Bounds every JetStream call, a publish's acknowledgement included:
+        // while the server is away, callers fail as unavailable instead of
+        // hanging.
+        jetstream.set_timeout(options.request_timeout);
         let events = jetstream
             .get_or_create_stream(stream::Config {
                 name: subjects::EVENTS_STREAM.to_owned(),

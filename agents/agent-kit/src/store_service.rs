@@ -20,17 +20,39 @@ use crate::shutdown::Shutdown;
 /// How many events are committed together at most.
 const BATCH: usize = 512;
 
-/// Copies the bus into the log until `shutdown` fires.
+/// Waits after a failed read of the bus before following it again.
+const RETRY: Duration = Duration::from_millis(500);
+
+/// Copies the bus into the log until `shutdown` fires. A lost connection to
+/// NATS is waited out: the service follows the stream again from the log's
+/// head, so an outage of the server loses nothing and ends nothing.
 pub async fn run(
     bus: &NatsBus,
     log: Arc<dyn EventLog>,
     shutdown: Shutdown,
 ) -> Result<(), BusError> {
+    while !shutdown.is_triggered() {
+        match copy(bus, &log, &shutdown).await {
+            Ok(()) => return Ok(()),
+            Err(BusError::Unavailable(reason)) => {
+                tracing::warn!(reason = %reason, head = log.head(), "NATS unavailable; following again");
+                tokio::select! {
+                    () = tokio::time::sleep(RETRY) => {}
+                    () = shutdown.wait() => return Ok(()),
+                }
+            }
+            Err(error) => return Err(error),
+        }
+    }
+    Ok(())
+}
+
+async fn copy(bus: &NatsBus, log: &Arc<dyn EventLog>, shutdown: &Shutdown) -> Result<(), BusError> {
     let mut events = bus.follow(log.head()).await?;
     loop {
         let first = tokio::select! {
             event = events.next() => event?,
-            _ = shutdown.wait() => return Ok(()),
+            () = shutdown.wait() => return Ok(()),
         };
         let Some(first) = first else { return Ok(()) };
         let mut batch = vec![(first.position, first.envelope)];

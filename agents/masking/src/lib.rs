@@ -19,6 +19,8 @@
 //!   `agent_kit::vault::PiiVault` the gateway calls, per-customer masking for
 //!   the agent, look-ups by keyed hash, and crypto-shredding
 //!   ([`MaskingVault::forget`]).
+//! - [`vault_service`]: the vault answering the gateway over NATS
+//!   (`crm.vault.<operation>`).
 //! - [`agent`]: [`MaskingAgent`], the loop from raw intake to masked
 //!   canonical events.
 
@@ -35,6 +37,7 @@ pub mod store;
 mod surnames;
 pub mod token;
 pub mod vault;
+pub mod vault_service;
 
 pub use agent::{MaskingAgent, Metrics, MetricsSnapshot};
 pub use config::{CustomPattern, DetectorConfig};

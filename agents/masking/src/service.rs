@@ -391,6 +391,12 @@ impl PiiVault for MaskingVault {
     async fn reveal(&self, customer_id: &str, text: &str) -> Result<String, BusError> {
         Ok(self.restore_text(customer_id, text).map_err(ServiceError::from)?)
     }
+
+    async fn forget(&self, customer_id: &str) -> Result<bool, BusError> {
+        bus_schema::stream::validate_id("customer_id", customer_id)?;
+        let report = MaskingVault::forget(self, customer_id).map_err(ServiceError::from)?;
+        Ok(report.key_destroyed || report.index_entries > 0)
+    }
 }
 
 #[cfg(test)]
@@ -503,7 +509,12 @@ mod tests {
         let (again, known) = vault.customer_for_email("ann@example.com").unwrap();
         assert!(!known);
         assert_ne!(again, customer);
-        // Forgetting twice is harmless.
+        // Forgetting twice is harmless, also through the service trait.
         assert!(!vault.forget(&customer).unwrap().key_destroyed);
+        assert!(!PiiVault::forget(&vault, &customer).await.unwrap());
+        let (other, _) = vault.customer_for_email("bob@example.com").unwrap();
+        vault.tokenize(&other, profile("Bob", "bob@example.com", "")).unwrap();
+        assert!(PiiVault::forget(&vault, &other).await.unwrap());
+        assert!(matches!(PiiVault::forget(&vault, "a/b").await, Err(BusError::Invalid(_))));
     }
 }
