@@ -171,6 +171,12 @@ pub const ROUTES: &[RouteRule] = &[
         summary: "The customer 360 view",
     },
     RouteRule {
+        method: "POST",
+        path: "/api/v1/customers/{customer_id}/forget",
+        access: Access::Roles(ADMIN),
+        summary: "Forget a customer: destroy their vault key, record CustomerForgotten",
+    },
+    RouteRule {
         method: "GET",
         path: "/api/v1/read-models",
         access: Access::Roles(ADMIN_AUDITOR),

@@ -21,8 +21,8 @@ use axum::extract::{Extension, Path, Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use bus_schema::{
-    Channel, CustomerProfileChanged, CustomerRegistered, EventEnvelope, EventPayload,
-    ExpectedRevision, RecordedEvent, StreamId,
+    Channel, CustomerForgotten, CustomerProfileChanged, CustomerRegistered, EventEnvelope,
+    EventPayload, ExpectedRevision, RecordedEvent, StreamId,
 };
 use chrono::{DateTime, Utc};
 use event_store::customer360::{Customer360, InteractionView};
@@ -840,4 +840,125 @@ pub async fn list_customers(
         items.push(view(&state, &row, reveal).await?);
     }
     Ok(Json(CustomerPage { items, next_cursor }))
+}
+
+/// Why a customer is forgotten; the body is optional.
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(example = json!({"reason": "erasure request, ticket T-42"}))]
+pub struct ForgetRequest {
+    /// For the audit trail; masked before it is stored.
+    pub reason: Option<String>,
+}
+
+/// What forgetting did.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct ForgetOutcome {
+    pub customer_id: String,
+    /// True when the customer was forgotten before: nothing new was recorded.
+    pub already_forgotten: bool,
+    /// Whether the vault destroyed anything now (a key, look-up entries).
+    pub key_destroyed: bool,
+    /// The stream revision after `CustomerForgotten`; also the `ETag`.
+    pub revision: u64,
+}
+
+/// How often forgetting re-reads a stream that moved under it.
+const FORGET_ATTEMPTS: usize = 5;
+
+/// The reason as it may be stored: free text goes through the masking
+/// detector like everything else that reaches the log.
+fn masked_reason(reason: &str) -> Result<String, Problem> {
+    static DETECTOR: std::sync::OnceLock<Option<masking::Detector>> = std::sync::OnceLock::new();
+    let detector = DETECTOR.get_or_init(|| {
+        masking::Detector::new(&masking::DetectorConfig::default())
+            .inspect_err(|error| tracing::error!(error = %error, "Cannot build the detector"))
+            .ok()
+    });
+    let Some(detector) = detector else {
+        return Err(Problem::internal("the reason cannot be masked"));
+    };
+    let no_names: &[&str] = &[];
+    Ok(masking::mask(detector, reason, no_names, &mut masking::TokenTable::new()).text)
+}
+
+/// Forget a customer (crypto-shredding).
+///
+/// The vault destroys the customer's key, sealed tokens and look-up entries;
+/// then `CustomerForgotten` is appended at the stream's revision. Every token
+/// of the customer in the log and the read models then restores to nothing.
+/// Idempotent: a second call records nothing and says `already_forgotten`.
+#[utoipa::path(
+    post, path = "/api/v1/customers/{customer_id}/forget", tag = "customers",
+    request_body(content = Option<ForgetRequest>, description = "Optional"),
+    params(("customer_id" = String, Path)),
+    security(("api_key" = [])),
+    responses(
+        (status = 200, description = "Forgotten (now or before); `ETag` is the revision", body = ForgetOutcome),
+        (status = 400, description = "Invalid field", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such customer", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "Vault or log unavailable; retry", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+pub async fn forget_customer(
+    State(state): State<AppState>,
+    Extension(principal): Extension<Principal>,
+    path: Result<Path<String>, PathRejection>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, Problem> {
+    let customer_id = path_id(path)?;
+    let body = body_bytes(body)?;
+    let request = if body.iter().all(u8::is_ascii_whitespace) {
+        ForgetRequest::default()
+    } else {
+        require_json(&headers)?;
+        parse_json::<ForgetRequest>(&body)?
+    };
+    let reason = request.reason.unwrap_or_default();
+    check_text("reason", &reason, 500, false)?;
+    let reason = masked_reason(reason.trim())?;
+    let stream = stream_of(&customer_id)?;
+    for _ in 0..FORGET_ATTEMPTS {
+        let events = state.bus.read_stream(&stream).await?;
+        let Some(revision) = events.last().map(|event| event.position) else {
+            return Err(Problem::not_found(format!("no customer `{customer_id}`")));
+        };
+        let already = events
+            .iter()
+            .any(|event| matches!(event.envelope.payload, EventPayload::CustomerForgotten(_)));
+        // Shred first: once the event is in the log, the key must be gone.
+        // Asking again when already forgotten is harmless and repairs a vault
+        // restored from a backup.
+        let key_destroyed = state.vault.forget(&customer_id).await?;
+        if already {
+            let outcome =
+                ForgetOutcome { customer_id, already_forgotten: true, key_destroyed, revision };
+            return Ok(with_etag(Json(outcome).into_response(), revision));
+        }
+        let payload = EventPayload::CustomerForgotten(CustomerForgotten {
+            customer_id: customer_id.clone(),
+            reason: reason.clone(),
+        });
+        let mut event = EventEnvelope::new(stream.clone(), principal.actor(), payload);
+        event.event_id = CustomerForgotten::event_id(&customer_id);
+        event.correlation_id = event.event_id;
+        match state.bus.append(&stream, ExpectedRevision::Exact(revision), vec![event]).await {
+            Ok(outcome) => {
+                let revision = outcome.revision();
+                wait_for_model(&state, revision).await;
+                let outcome = ForgetOutcome {
+                    customer_id,
+                    already_forgotten: outcome.duplicate,
+                    key_destroyed,
+                    revision,
+                };
+                return Ok(with_etag(Json(outcome).into_response(), revision));
+            }
+            // An interaction or a concurrent forget landed first: read again.
+            Err(BusError::Conflict { .. }) => continue,
+            Err(error) => return Err(error.into()),
+        }
+    }
+    Err(Problem::unavailable("the customer's stream keeps moving; retry"))
 }

@@ -28,6 +28,7 @@ use crate::auth::{Access, ROUTES};
         crate::customers::customer_interactions,
         crate::customers::customer_activities,
         crate::customers::customer_360,
+        crate::customers::forget_customer,
         crate::admin::list_sources,
         crate::admin::create_source,
         crate::admin::list_keys,

@@ -32,6 +32,7 @@ pub fn router(state: AppState) -> Router {
         )
         .route("/api/v1/customers/{customer_id}/activities", get(customers::customer_activities))
         .route("/api/v1/customers/{customer_id}/360", get(customers::customer_360))
+        .route("/api/v1/customers/{customer_id}/forget", post(customers::forget_customer))
         .route("/api/v1/read-models", get(admin::read_models))
         .route("/api/v1/sources", get(admin::list_sources).post(admin::create_source))
         .route("/api/v1/keys", get(admin::list_keys).post(admin::create_key))
