@@ -13,9 +13,9 @@ use std::sync::Arc;
 use agent_kit::intake::{Intake, NatsIntake};
 use agent_kit::vault::{NatsPiiVault, PiiVault, ProfileFields};
 use agent_kit::{BusError, NatsBus, NatsOptions, Shutdown};
-use masking::MaskingVault;
 use bus_schema::{Actor, ActorKind, RawIntake};
 use futures::StreamExt;
+use masking::MaskingVault;
 use tests::NatsServer;
 use uuid::Uuid;
 
