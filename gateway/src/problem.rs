@@ -152,7 +152,7 @@ impl From<agent_kit::BusError> for Problem {
             ),
             BusError::Unavailable(reason) | BusError::Connect { reason, .. } => {
                 tracing::warn!(reason = %reason, "Bus unavailable");
-                Self::unavailable("the event bus is unavailable; nothing was written")
+                Self::unavailable("the event bus or the vault is unavailable; retry later")
             }
             BusError::Store(error) => {
                 tracing::error!(error = %error, "Store failure");

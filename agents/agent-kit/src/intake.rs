@@ -150,6 +150,7 @@ impl IntakeAcker for QueueAcker {
 /// The distributed intake: the JetStream work queue `CRM_INGEST`.
 #[derive(Clone)]
 pub struct NatsIntake {
+    client: async_nats::Client,
     jetstream: jetstream::Context,
     stream: stream::Stream,
 }
@@ -174,7 +175,7 @@ impl NatsIntake {
             .map_err(|error| {
                 BusError::Unavailable(format!("cannot set up {}: {error}", subjects::INGEST_STREAM))
             })?;
-        Ok(Self { jetstream, stream })
+        Ok(Self { client: bus.client().clone(), jetstream, stream })
     }
 }
 
@@ -184,6 +185,7 @@ impl Intake for NatsIntake {
         let subject = subjects::ingest(&intake.source)?;
         let mut headers = async_nats::HeaderMap::new();
         headers.insert(subjects::HEADER_MSG_ID, intake.event_id.to_string().as_str());
+        crate::nats::ensure_connected(&self.client)?;
         let ack = self
             .jetstream
             .publish_with_headers(subject.into_string(), headers, intake.encode().into())

@@ -156,6 +156,15 @@ impl NatsBus {
         &self.client
     }
 
+    /// Fails fast while the client is not connected. The client would queue a
+    /// publish until it reconnects and deliver it after the caller had already
+    /// been told it failed; refusing it up front keeps "unavailable" meaning
+    /// "not written" except for a disconnect in the instant between this check
+    /// and the publish (which deduplication by event id makes harmless to retry).
+    pub fn ensure_connected(&self) -> Result<(), BusError> {
+        ensure_connected(&self.client)
+    }
+
     pub fn jetstream(&self) -> &jetstream::Context {
         &self.jetstream
     }
@@ -175,6 +184,7 @@ impl NatsBus {
             );
         }
         let subject = subjects::event(&event.stream).into_string();
+        self.ensure_connected()?;
         let ack = self
             .jetstream
             .publish_with_headers(subject, headers, event.encode().into())
@@ -237,6 +247,7 @@ impl Bus for NatsBus {
     }
 
     async fn read_stream(&self, stream: &StreamId) -> Result<Vec<RecordedEvent>, BusError> {
+        self.ensure_connected()?;
         let consumer = self
             .events
             .create_consumer(consumer::pull::OrderedConfig {
@@ -266,6 +277,7 @@ impl Bus for NatsBus {
     }
 
     async fn stream_revision(&self, stream: &StreamId) -> Result<u64, BusError> {
+        self.ensure_connected()?;
         match self.events.get_last_raw_message_by_subject(subjects::event(stream).as_str()).await {
             Ok(message) => Ok(message.sequence),
             Err(error)
@@ -305,6 +317,14 @@ impl Bus for NatsBus {
         let messages =
             consumer.messages().await.map_err(|error| BusError::Unavailable(error.to_string()))?;
         Ok(Box::new(NatsSubscription { messages }))
+    }
+}
+
+/// See [`NatsBus::ensure_connected`].
+pub(crate) fn ensure_connected(client: &async_nats::Client) -> Result<(), BusError> {
+    match client.connection_state() {
+        async_nats::connection::State::Connected => Ok(()),
+        _ => Err(BusError::Unavailable("not connected to NATS".into())),
     }
 }
 

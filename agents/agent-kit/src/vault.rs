@@ -126,6 +126,7 @@ impl NatsPiiVault {
         let body = serde_json::to_vec(request)
             .map_err(|error| BusError::Other(format!("cannot encode a vault request: {error}")))?;
         let subject = subjects::vault(operation).into_string();
+        crate::nats::ensure_connected(&self.client)?;
         let request =
             async_nats::client::Request::new().payload(body.into()).timeout(Some(self.timeout));
         // The client's own timeout covers a server that is up; the outer one
