@@ -304,3 +304,100 @@ async fn answer(vault: &dyn PiiVault, subject: &str, payload: &[u8]) -> Vec<u8> 
         )))),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Mutex;
+
+    use super::*;
+
+    /// Remembers what it was asked; tokens are `<EMAIL_1>`-like stand-ins.
+    #[derive(Default)]
+    struct Recording {
+        forgotten: Mutex<Vec<String>>,
+    }
+
+    #[async_trait]
+    impl PiiVault for Recording {
+        async fn tokenize_profile(
+            &self,
+            customer_id: &str,
+            profile: ProfileFields,
+        ) -> Result<ProfileFields, BusError> {
+            if customer_id == "gone" {
+                return Err(ValidationError::format("customer_id", "was forgotten").into());
+            }
+            Ok(ProfileFields {
+                name: profile.name.map(|_| "<PERSON_1>".into()),
+                email: profile.email.map(|_| "<EMAIL_1>".into()),
+                phone: profile.phone.map(|_| "<PHONE_1>".into()),
+            })
+        }
+
+        async fn lookup(&self, kind: LookupKind, value: &str) -> Result<Option<String>, BusError> {
+            Ok((kind == LookupKind::Phone && value == "13812345678").then(|| "cus_1".into()))
+        }
+
+        async fn reveal(&self, _customer_id: &str, text: &str) -> Result<String, BusError> {
+            Err(BusError::Unavailable(format!("store closed while revealing {} bytes", text.len())))
+        }
+
+        async fn forget(&self, customer_id: &str) -> Result<bool, BusError> {
+            self.forgotten.lock().unwrap().push(customer_id.to_owned());
+            Ok(true)
+        }
+    }
+
+    async fn ask(vault: &Recording, operation: VaultOperation, body: &str) -> String {
+        let reply = answer(vault, subjects::vault(operation).as_str(), body.as_bytes()).await;
+        String::from_utf8(reply).unwrap()
+    }
+
+    #[tokio::test]
+    async fn requests_are_answered_with_tokens_ids_or_faults() {
+        let vault = Recording::default();
+        let request =
+            r#"{"customer_id":"cus_1","profile":{"name":"Ann Lee","email":"ann@example.com"}}"#;
+        assert_eq!(
+            ask(&vault, VaultOperation::Tokenize, request).await,
+            r#"{"ok":{"name":"<PERSON_1>","email":"<EMAIL_1>"}}"#
+        );
+        let request = r#"{"field":"phone","value":"13812345678"}"#;
+        assert_eq!(
+            ask(&vault, VaultOperation::Lookup, request).await,
+            r#"{"ok":{"customer_id":"cus_1"}}"#
+        );
+        assert_eq!(
+            ask(&vault, VaultOperation::Forget, r#"{"customer_id":"cus_1"}"#).await,
+            r#"{"ok":{"destroyed":true}}"#
+        );
+        assert_eq!(*vault.forgotten.lock().unwrap(), ["cus_1"]);
+
+        // Refusals keep their kind and field across the wire.
+        let refused =
+            ask(&vault, VaultOperation::Tokenize, r#"{"customer_id":"gone","profile":{}}"#);
+        let reply: VaultReply<VaultProfile> = serde_json::from_str(&refused.await).unwrap();
+        let VaultReply::Fault(fault) = reply else { panic!("not a fault") };
+        assert!(
+            matches!(fault_to_error(fault), BusError::Invalid(error) if error.field == "customer_id")
+        );
+        let reply = ask(&vault, VaultOperation::Reveal, r#"{"customer_id":"c","text":"x"}"#).await;
+        let reply: VaultReply<RevealReply> = serde_json::from_str(&reply).unwrap();
+        let VaultReply::Fault(fault) = reply else { panic!("not a fault") };
+        assert!(matches!(fault_to_error(fault), BusError::Unavailable(_)));
+    }
+
+    #[tokio::test]
+    async fn a_malformed_request_is_refused_without_quoting_it() {
+        let vault = Recording::default();
+        let request =
+            r#"{"customer_id":"cus_1","profile":{"email":"ann@example.com","ssn":"078-05-1120"}}"#;
+        let reply = ask(&vault, VaultOperation::Tokenize, request).await;
+        assert!(reply.starts_with(r#"{"fault":{"kind":"invalid","field":"body""#), "{reply}");
+        assert!(!reply.contains("ann@example.com") && !reply.contains("078-05-1120"), "{reply}");
+        assert!(!reply.contains("ssn"), "{reply}");
+        let reply = answer(&vault, "crm.vault.export", b"{}").await;
+        assert!(String::from_utf8(reply).unwrap().contains(r#""field":"subject""#));
+        assert!(vault.forgotten.lock().unwrap().is_empty());
+    }
+}
