@@ -86,6 +86,24 @@ pub fn open_db(path: &Path, options: &SledOptions) -> Result<sled::Db, StoreErro
     if !options.create && !path.join("db").exists() {
         return Err(StoreError::Missing { path: path.to_owned() });
     }
+    // sled releases its file lock only when its last I/O task has let go of the
+    // file, a moment after the database is dropped: a reopen in the same
+    // process (a restart, a test) may race it, so a lock is retried briefly.
+    let deadline = std::time::Instant::now() + LOCK_WAIT;
+    loop {
+        match try_open_db(path, options) {
+            Err(StoreError::Locked { .. }) if std::time::Instant::now() < deadline => {
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+            result => return result,
+        }
+    }
+}
+
+/// How long a locked data directory is retried before it is reported.
+const LOCK_WAIT: std::time::Duration = std::time::Duration::from_millis(1500);
+
+fn try_open_db(path: &Path, options: &SledOptions) -> Result<sled::Db, StoreError> {
     sled::Config::new()
         .path(path)
         .cache_capacity(options.cache_capacity)
