@@ -24,6 +24,7 @@ work="$(mktemp -d)"
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
 gw_port="$(free_port)"; py_port="$(free_port)"
 secret="$("$target/release/agentcrm" sources add default --data-dir "$work/node" 2>/dev/null)"
+admin="$("$target/release/agentcrm" keys create --role admin --name bench --data-dir "$work/node" 2>/dev/null)"
 RUST_LOG=warn "$target/release/agentcrm" up --data-dir "$work/node" --listen "127.0.0.1:$gw_port" >"$work/up.log" 2>&1 &
 gw=$!
 (cd "$here" && exec "$venv/bin/uvicorn" seed_app:app --port "$py_port" --workers 1 --log-level warning) >"$work/uvicorn.log" 2>&1 &
@@ -39,4 +40,18 @@ python3 "$here/sign_requests.py" "$secret" "$count" "$work/requests.txt"
 echo "== seed FastAPI handler (uvicorn, 1 worker), $connections connections, $duration"
 REQUESTS="$work/requests.txt" wrk -t2 -c"$connections" -d"$duration" --latency -s "$here/signed.lua" "http://127.0.0.1:$py_port"
 echo "== agentcrm up: signed, durable 202, $connections connections, $duration"
-REQUESTS="$work/requests.txt" wrk -t2 -c"$connections" -d"$duration" --latency -s "$here/signed.lua" "http://127.0.0.1:$gw_port"
+REQUESTS="$work/requests.txt" wrk -t2 -c"$connections" -d"$duration" --latency -s "$here/signed.lua" "http://127.0.0.1:$gw_port" | tee "$work/wrk.txt"
+
+# Does the masking agent keep up? Every accepted webhook becomes one masked
+# event in the log; the customer 360 checkpoint is the log position it folded.
+accepted="$(awk '/requests in/ {print $1}' "$work/wrk.txt")"
+ended="$(date +%s%N)"
+elapsed_ms() { echo $(( ($(date +%s%N) - ended) / 1000000 )); }
+while :; do
+    folded="$(curl -fs -H "Authorization: Bearer $admin" "http://127.0.0.1:$gw_port/api/v1/read-models" \
+        | python3 -c 'import json,sys; print(max(m["checkpoint"] for m in json.load(sys.stdin)))')"
+    [ "$folded" -ge "$accepted" ] && break
+    [ "$(elapsed_ms)" -gt 120000 ] && { echo "masking did not drain within 120 s ($folded of $accepted)"; break; }
+    sleep 0.1
+done
+echo "== masking backlog: $accepted accepted webhooks all masked and folded $(elapsed_ms) ms after the load ended"

@@ -4,6 +4,16 @@
 -- signatures are generated ahead of time by sign_requests.py into requests.txt.
 local requests = {}
 local index = 0
+
+-- Each wrk thread has its own Lua state: give each its own slice of the
+-- deliveries, so no delivery is sent twice (a repeat would only hit the
+-- webhook-id deduplication, not the write path).
+local threads = 0
+function setup(thread)
+  thread:set("thread_number", threads)
+  threads = threads + 1
+end
+
 function init(args)
   for line in io.lines(os.getenv("REQUESTS") or "requests.txt") do
     local id, ts, sig, body = line:match("^(.-)\t(.-)\t(.-)\t(.*)$")
@@ -16,6 +26,9 @@ function init(args)
   end
 end
 function request()
-  index = index % #requests + 1
-  return requests[index]
+  -- Threads are started from the one `-t` flag; wrk runs with -t2.
+  local slice = math.floor(#requests / 2)
+  local first = (thread_number or 0) * slice
+  index = index % slice + 1
+  return requests[first + index]
 end
