@@ -152,6 +152,22 @@ pub trait EventLog: Send + Sync + 'static {
     fn watch_head(&self) -> watch::Receiver<u64>;
 }
 
+/// Idempotency of an append, given where each of its events is stored already
+/// (if anywhere): all stored → the original positions, as a duplicate; some
+/// stored → refused; none → `None`, go on and append.
+pub(crate) fn already_stored(
+    known: &[(Uuid, Option<u64>)],
+) -> Option<Result<AppendOutcome, AppendError>> {
+    if !known.is_empty() && known.iter().all(|(_, position)| position.is_some()) {
+        let positions = known.iter().filter_map(|(_, position)| *position).collect();
+        return Some(Ok(AppendOutcome { positions, duplicate: true }));
+    }
+    known
+        .iter()
+        .find(|(_, position)| position.is_some())
+        .map(|(event_id, _)| Err(AppendError::PartialDuplicate { event_id: *event_id }))
+}
+
 /// Checks that every event belongs to `stream` and is valid.
 pub(crate) fn check_events(stream: &StreamId, events: &[EventEnvelope]) -> Result<(), AppendError> {
     for event in events {

@@ -8,7 +8,7 @@ use bus_schema::{EventEnvelope, ExpectedRevision, RecordedEvent, StreamId};
 use tokio::sync::watch;
 use uuid::Uuid;
 
-use crate::log::{AppendError, AppendOutcome, EventLog, StoreError, check_events};
+use crate::log::{AppendError, AppendOutcome, EventLog, StoreError, already_stored, check_events};
 
 /// An [`EventLog`] that keeps everything in memory, with the same semantics as
 /// the sled log (minus durability).
@@ -73,12 +73,8 @@ impl EventLog for MemoryEventLog {
             .iter()
             .map(|event| (event.event_id, state.event_ids.get(&event.event_id).copied()))
             .collect();
-        if !events.is_empty() && known.iter().all(|(_, position)| position.is_some()) {
-            let positions = known.iter().filter_map(|(_, position)| *position).collect();
-            return Ok(AppendOutcome { positions, duplicate: true });
-        }
-        if let Some((event_id, _)) = known.iter().find(|(_, position)| position.is_some()) {
-            return Err(AppendError::PartialDuplicate { event_id: *event_id });
+        if let Some(outcome) = already_stored(&known) {
+            return outcome;
         }
         let actual = state.revision(stream);
         if !expected.is_satisfied_by(actual) {

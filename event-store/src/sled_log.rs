@@ -43,7 +43,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 use uuid::Uuid;
 
 use crate::intake::{IntakeQueue, IntakeReceipt};
-use crate::log::{AppendError, AppendOutcome, EventLog, StoreError, check_events};
+use crate::log::{AppendError, AppendOutcome, EventLog, StoreError, already_stored, check_events};
 use crate::record::{GENESIS_HASH, StoredRecord};
 use crate::wal::{Wal, WalBatch, WalTree};
 
@@ -722,12 +722,8 @@ impl Writer {
         for event in &events {
             known.push((event.event_id, self.known_position(event.event_id)?));
         }
-        if known.iter().all(|(_, position)| position.is_some()) {
-            let positions = known.iter().filter_map(|(_, position)| *position).collect();
-            return Ok(AppendOutcome { positions, duplicate: true });
-        }
-        if let Some((event_id, _)) = known.iter().find(|(_, position)| position.is_some()) {
-            return Err(AppendError::PartialDuplicate { event_id: *event_id });
+        if let Some(outcome) = already_stored(&known) {
+            return outcome;
         }
         let actual = self.revision(stream)?;
         if !expected.is_satisfied_by(actual) {
