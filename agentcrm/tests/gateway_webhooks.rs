@@ -259,15 +259,17 @@ async fn sigkill_during_a_burst_loses_no_acknowledged_webhook() {
     for id in log_event_ids(&node.data_dir()) {
         *stored.entry(id).or_default() += 1;
     }
-    for id in &queued {
-        assert!(stored.contains_key(id), "{id} waits in the intake but is not in the log");
+    // Nothing is in the log twice; every acknowledged webhook is in the log or,
+    // not masked yet, still waiting in the durable intake (a webhook that was
+    // made durable but not answered before the kill may be ahead of it).
+    for (id, count) in &stored {
+        assert_eq!(*count, 1, "{id} is in the log {count} times");
     }
+    let queued: HashSet<String> = queued.into_iter().collect();
     let mut missing = Vec::new();
     for (delivery, event_id) in &acknowledged {
-        match stored.get(event_id) {
-            Some(1) => {}
-            Some(count) => panic!("{delivery} ({event_id}) stored {count} times"),
-            None => missing.push(delivery.clone()),
+        if !stored.contains_key(event_id) && !queued.contains(event_id) {
+            missing.push(delivery.clone());
         }
     }
     assert!(missing.is_empty(), "acknowledged but lost: {missing:?}");
