@@ -14,7 +14,7 @@ use utoipa::ToSchema;
 
 use crate::auth::Role;
 use crate::keys::{KeyError, KeyRecord};
-use crate::problem::{FieldError, Problem, body_bytes, parse_json, require_json};
+use crate::problem::{FieldError, Problem, json_body};
 use crate::sources::SourceError;
 use crate::state::AppState;
 
@@ -115,9 +115,7 @@ pub async fn create_source(
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, Problem> {
-    let body = body_bytes(body)?;
-    require_json(&headers)?;
-    let new: NewSource = parse_json(&body)?;
+    let new: NewSource = json_body(&headers, body)?;
     let record = state.sources.add(&new.name, new.allow_unsigned).map_err(|error| match error {
         SourceError::Invalid(_) => {
             let mut problem = Problem::invalid_field("name", error.to_string());
@@ -150,9 +148,7 @@ pub async fn create_key(
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, Problem> {
-    let body = body_bytes(body)?;
-    require_json(&headers)?;
-    let new: NewKey = parse_json(&body)?;
+    let new: NewKey = json_body(&headers, body)?;
     let (key, record) = state.keys.create(&new.name, new.role).map_err(key_problem)?;
     let created = CreatedKey { key, name: record.name, role: record.role };
     Ok((StatusCode::CREATED, Json(created)).into_response())

@@ -31,7 +31,7 @@ use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
 use crate::auth::Principal;
-use crate::problem::{FieldError, Problem, body_bytes, parse_json, require_json};
+use crate::problem::{FieldError, Problem, body_bytes, json_body, parse_json, require_json};
 use crate::state::AppState;
 
 const PROFILE_FIELDS: [&str; 6] = ["name", "email", "phone", "company", "owner", "stage"];
@@ -392,9 +392,7 @@ pub async fn create_customer(
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, Problem> {
-    let body = body_bytes(body)?;
-    require_json(&headers)?;
-    let new: NewCustomer = parse_json(&body)?;
+    let new: NewCustomer = json_body(&headers, body)?;
     let customer_id = match &new.customer_id {
         Some(id) => {
             bus_schema::stream::validate_id("customer_id", id)
