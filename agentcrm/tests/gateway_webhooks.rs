@@ -211,8 +211,13 @@ async fn sigkill_during_a_burst_loses_no_acknowledged_webhook() {
             }
         }));
     }
-    // Let the burst run, then kill without any shutdown hook.
-    tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+    // Let the burst run until enough is acknowledged (however loaded the
+    // machine), then kill without any shutdown hook.
+    let burst_deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    tokio::time::sleep(std::time::Duration::from_millis(1000)).await;
+    while acknowledged.lock().unwrap().len() < 200 && std::time::Instant::now() < burst_deadline {
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
     node.kill9();
     for sender in senders {
         sender.await.unwrap();
