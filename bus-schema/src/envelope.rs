@@ -161,6 +161,29 @@ impl EventEnvelope {
         Ok(())
     }
 
+    /// Checks a batch meant for one append: every event valid, in `stream`,
+    /// and no `event_id` twice (a repeated id inside one append would be
+    /// stored twice, since idempotency only looks at what is stored already).
+    pub fn validate_batch(stream: &StreamId, events: &[Self]) -> Result<(), ValidationError> {
+        let mut seen = std::collections::HashSet::with_capacity(events.len());
+        for event in events {
+            if &event.stream != stream {
+                return Err(ValidationError::format(
+                    "stream",
+                    format!("event {} belongs to {}, not {stream}", event.event_id, event.stream),
+                ));
+            }
+            if !seen.insert(event.event_id) {
+                return Err(ValidationError::format(
+                    "event_id",
+                    format!("event {} appears twice in one append", event.event_id),
+                ));
+            }
+            event.validate()?;
+        }
+        Ok(())
+    }
+
     /// Protobuf bytes of the whole envelope.
     pub fn encode(&self) -> Vec<u8> {
         self.to_proto().encode_to_vec()

@@ -168,17 +168,7 @@ pub(crate) fn already_stored(
         .map(|(event_id, _)| Err(AppendError::PartialDuplicate { event_id: *event_id }))
 }
 
-/// Checks that every event belongs to `stream` and is valid.
+/// Checks that every event belongs to `stream`, is valid, and is there once.
 pub(crate) fn check_events(stream: &StreamId, events: &[EventEnvelope]) -> Result<(), AppendError> {
-    for event in events {
-        if &event.stream != stream {
-            return Err(ValidationError::format(
-                "stream",
-                format!("event {} belongs to {}, not {stream}", event.event_id, event.stream),
-            )
-            .into());
-        }
-        event.validate()?;
-    }
-    Ok(())
+    Ok(EventEnvelope::validate_batch(stream, events)?)
 }

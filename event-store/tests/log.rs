@@ -148,6 +148,16 @@ async fn the_same_event_twice_is_stored_once() {
         let mixed =
             log.append(&stream, ExpectedRevision::Any, vec![event, interaction("c1", 1)]).await;
         assert!(matches!(mixed, Err(AppendError::PartialDuplicate { .. })), "{name}");
+        // One id twice inside one append is refused, naming the field, and
+        // writes nothing.
+        let twice = interaction("c1", 2);
+        let error = log
+            .append(&stream, ExpectedRevision::Any, vec![twice.clone(), twice])
+            .await
+            .unwrap_err();
+        let AppendError::Invalid(error) = error else { panic!("{name}: {error}") };
+        assert_eq!(error.field, "event_id", "{name}");
+        assert_eq!(log.head(), 1, "{name}");
     }
 }
 

@@ -210,16 +210,7 @@ impl Bus for NatsBus {
         expected: ExpectedRevision,
         events: Vec<EventEnvelope>,
     ) -> Result<AppendOutcome, BusError> {
-        for event in &events {
-            if &event.stream != stream {
-                return Err(bus_schema::ValidationError::format(
-                    "stream",
-                    format!("event {} belongs to {}, not {stream}", event.event_id, event.stream),
-                )
-                .into());
-            }
-            event.validate()?;
-        }
+        EventEnvelope::validate_batch(stream, &events)?;
         if events.is_empty() {
             let actual = self.stream_revision(stream).await?;
             if !expected.is_satisfied_by(actual) {
