@@ -74,6 +74,9 @@ def iban():
     value = fake.iban()
     if rng.random() < 0.5:
         value = " ".join(value[i:i + 4] for i in range(0, len(value), 4))
+    # Typed on a phone or copied from a lowercase form field.
+    if rng.random() < 0.1:
+        value = value.lower()
     return value
 
 

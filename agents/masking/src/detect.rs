@@ -110,6 +110,10 @@ const PHONE_CUES_ASCII: [&str; 13] = [
 const PHONE_CUES_CHINESE: [&str; 11] =
     ["电话", "手机", "回电", "致电", "联系方式", "拨打", "打给", "座机", "热线", "来电", "微信"];
 const SSN_CUES: [&str; 3] = ["ssn", "social security", "社会安全"];
+/// Words that name a number as a reference, not a phone or an SSN.
+const REFERENCE_CUES_ASCII: [&str; 7] =
+    ["ticket", "order", "invoice", "case", "tracking", "reference", "ref"];
+const REFERENCE_CUES_CHINESE: [&str; 6] = ["工单", "订单", "单号", "编号", "发票", "快递"];
 
 /// How many characters before a number a cue may stand.
 const CUE_WINDOW_CHARS: usize = 24;
@@ -145,7 +149,7 @@ impl Detector {
             // and `192.168.1.10`; the run is then split into candidates.
             number_run: Regex::new(r"[+(]?[0-9](?:[0-9]|[ \-./()]{1,3}[0-9])*").map_err(DetectorError::built_in)?,
             cn_id: Regex::new(r"[0-9]{17}[0-9Xx]").map_err(DetectorError::built_in)?,
-            iban: Regex::new(r"[A-Z]{2}[0-9]{2}").map_err(DetectorError::built_in)?,
+            iban: Regex::new(r"[A-Za-z]{2}[0-9]{2}").map_err(DetectorError::built_in)?,
             ipv6: Regex::new(r"[0-9A-Fa-f]{0,4}:[0-9A-Fa-f:.]*[0-9A-Fa-f]").map_err(DetectorError::built_in)?,
             person: PersonRules::new().map_err(DetectorError::built_in)?,
             custom,
@@ -167,7 +171,7 @@ impl Detector {
         if profile.digits >= 17 {
             self.cn_ids(text, &mut candidates);
         }
-        if profile.has_upper && profile.digits >= 8 {
+        if profile.digits >= 8 {
             self.ibans(text, &mut candidates);
         }
         if profile.colons >= 2 {
@@ -240,7 +244,9 @@ impl Detector {
 
     /// IBANs are found by their country and check digits, then walked in
     /// code for exactly the country's length, so that words after a
-    /// pretty-printed IBAN are not taken into it.
+    /// pretty-printed IBAN are not taken into it. Case does not matter: an
+    /// IBAN typed in lower case on a phone is as much an account as one
+    /// printed on a statement.
     fn ibans(&self, text: &str, out: &mut Vec<Candidate>) {
         let bytes = text.as_bytes();
         for found in self.iban.find_iter(text) {
@@ -252,9 +258,8 @@ impl Detector {
             {
                 continue;
             }
-            let Some(length) = checks::iban_expected_length(
-                found.as_str().as_bytes().get(..2).unwrap_or_default(),
-            ) else {
+            let country = found.as_str().as_bytes().get(..2).unwrap_or_default();
+            let Some(length) = checks::iban_expected_length(&country.to_ascii_uppercase()) else {
                 continue;
             };
             let mut compact = [0u8; 34];
@@ -262,9 +267,9 @@ impl Detector {
             let mut position = start;
             while count < length {
                 match bytes.get(position) {
-                    Some(&byte) if byte.is_ascii_uppercase() || byte.is_ascii_digit() => {
+                    Some(&byte) if byte.is_ascii_alphanumeric() => {
                         if let Some(slot) = compact.get_mut(count) {
-                            *slot = byte;
+                            *slot = byte.to_ascii_uppercase();
                         }
                         count += 1;
                         position += 1;
@@ -621,15 +626,35 @@ fn cue_before(text: &str, start: usize, ascii_cues: &[&str], chinese_cues: &[&st
         None => window,
     };
     let lowered = window.to_ascii_lowercase();
-    let ascii_hit = ascii_cues.iter().any(|cue| {
-        lowered.match_indices(cue).any(|(position, _)| {
-            !position
-                .checked_sub(1)
-                .and_then(|before| lowered.as_bytes().get(before))
-                .is_some_and(u8::is_ascii_alphabetic)
+    let Some(cue_end) = last_cue_end(&lowered, ascii_cues, chinese_cues) else {
+        return false;
+    };
+    // A reference named between the cue and the number speaks for the
+    // number instead ("Phone me about 工单号 7515303512").
+    let between = lowered.get(cue_end..).unwrap_or_default();
+    last_cue_end(between, &REFERENCE_CUES_ASCII, &REFERENCE_CUES_CHINESE).is_none()
+}
+
+/// Where the last cue found in `lowered` ends. ASCII cues must start a
+/// word ("tel" in "hotel" is no cue), and short ones must end one too
+/// ("ph" in "Phillip" is none); Chinese cues need no boundary.
+fn last_cue_end(lowered: &str, ascii_cues: &[&str], chinese_cues: &[&str]) -> Option<usize> {
+    let bytes = lowered.as_bytes();
+    let letter = |position: Option<usize>| {
+        position.and_then(|position| bytes.get(position)).is_some_and(u8::is_ascii_alphabetic)
+    };
+    let ascii = ascii_cues.iter().flat_map(|cue| {
+        lowered.match_indices(cue).filter_map(move |(position, _)| {
+            let end = position + cue.len();
+            let word_start = !letter(position.checked_sub(1));
+            let word_end = cue.len() > 3 || !letter(Some(end));
+            (word_start && word_end).then_some(end)
         })
     });
-    ascii_hit || chinese_cues.iter().any(|cue| window.contains(cue))
+    let chinese = chinese_cues
+        .iter()
+        .flat_map(|cue| lowered.match_indices(cue).map(move |(position, _)| position + cue.len()));
+    ascii.chain(chinese).max()
 }
 
 /// Byte offset just after the last sentence end in `window`: `。！？!?`,

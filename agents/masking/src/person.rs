@@ -225,6 +225,15 @@ const ENGLISH_STOP_WORDS: &[&str] = &[
 /// title characters that commonly follow a name in a sentence.
 const CHINESE_NAME_STOPS: &str = "的是在和与了也就都要想来去说从给把被对我你他她们这那有电手邮号先女经总请吗呢吧啊公司负责部门客户联系微信今昨现已将会需";
 
+/// Stop characters that never end a name even before punctuation: titles
+/// and plurals ("李总，", "王先生", "张经理", "客户们").
+const CHINESE_TITLES: &str = "先女经总们";
+
+/// Words that are names as often as not ("April Bailey", "June Armstrong")
+/// yet stop a name on their own ("This is April 3rd", "May I ask"): a name
+/// when a capitalised word that is not a stop word follows.
+const AMBIGUOUS_GIVEN_NAMES: &[&str] = &["april", "august", "june", "may", "will"];
+
 /// The cue tables and patterns, compiled once in `Detector::new`.
 pub(crate) struct PersonRules {
     english_cue: Regex,
@@ -265,6 +274,10 @@ impl PersonRules {
         std::str::from_utf8(trimmed).is_ok_and(|lower| self.stop_words.contains(lower))
     }
 
+    fn is_ambiguous_given_name(&self, word: &str) -> bool {
+        AMBIGUOUS_GIVEN_NAMES.iter().any(|name| word.eq_ignore_ascii_case(name))
+    }
+
     /// Names introduced by an English cue.
     pub(crate) fn english(&self, text: &str, out: &mut Vec<Candidate>) {
         // The search resumes right after the kept name, not after the
@@ -279,11 +292,20 @@ impl PersonRules {
             };
             // Keep the words up to the first stop word: "John Smith Here".
             let mut end = name.start();
-            for word in name.as_str().split([' ', '\t']) {
-                if word.is_empty() || self.is_stop_word(word) {
+            let mut words = name.as_str().split([' ', '\t']).peekable();
+            while let Some(word) = words.next() {
+                let first = end == name.start();
+                let stops = word.is_empty()
+                    || (self.is_stop_word(word)
+                        && !(first
+                            && self.is_ambiguous_given_name(word)
+                            && words
+                                .peek()
+                                .is_some_and(|next| !next.is_empty() && !self.is_stop_word(next))));
+                if stops {
                     break;
                 }
-                end = if end == name.start() { end + word.len() } else { end + 1 + word.len() };
+                end = if first { end + word.len() } else { end + 1 + word.len() };
             }
             position = if end > name.start() { end } else { whole.end() };
             if end == name.start() {
@@ -318,16 +340,27 @@ impl PersonRules {
                 } else {
                     continue;
                 };
-            let given: usize = rest
-                .get(surname_length..)
-                .unwrap_or_default()
+            let after_surname = rest.get(surname_length..).unwrap_or_default();
+            let given_chars: Vec<char> = after_surname
                 .chars()
                 .take_while(|&character| {
                     is_han(character) && !CHINESE_NAME_STOPS.contains(character)
                 })
                 .take(2)
-                .map(char::len_utf8)
-                .sum();
+                .collect();
+            let mut given: usize = given_chars.iter().copied().map(char::len_utf8).sum();
+            // A stop character is the name's last one when the sentence
+            // breaks right after it: "我叫李想，" is Li Xiang, while in
+            // "我叫李想咨询" the name is unclear and left alone.
+            let mut tail = after_surname.get(given..).unwrap_or_default().chars();
+            if given_chars.len() < 2
+                && let Some(stop) = tail.next()
+                && CHINESE_NAME_STOPS.contains(stop)
+                && !CHINESE_TITLES.contains(stop)
+                && !tail.next().is_some_and(is_han)
+            {
+                given += stop.len_utf8();
+            }
             if given == 0 {
                 continue;
             }

@@ -258,6 +258,7 @@ fn piece() -> impl Strategy<Value = String> {
         "\\([2-8][0-8][0-9]\\) [2-9][0-9]{2}-[0-9]{4}",
         Just("4111 1111 1111 1111".to_owned()),
         Just("DE89 3704 0044 0532 0130 00".to_owned()),
+        Just("gb82west12345698765432".to_owned()),
         Just("11010519491231002X".to_owned()),
         Just("123-45-6789".to_owned()),
         "(I'm|my name is|我是|联系人：) ?(John Smith|Anna|王伟|欧阳娜娜)",

@@ -84,6 +84,11 @@ fn credit_cards() {
 fn iban_ssn_cn_id_ip() {
     check("IBAN DE89 3704 0044 0532 0130 00 BIC COBADEFFXXX", "IBAN <IBAN_1> BIC COBADEFFXXX");
     check("iban:GB82WEST12345698765432", "iban:<IBAN_1>");
+    // Typed in lower case; still one account, and the words after it stay.
+    check("my iban is de89 3704 0044 0532 0130 00 thanks", "my iban is <IBAN_1> thanks");
+    check("退款到gb82west12345698765432谢谢", "退款到<IBAN_1>谢谢");
+    // The same shape with a wrong check digit is left alone.
+    check("ref de89 3704 0044 0532 0130 01 thanks", "ref de89 3704 0044 0532 0130 01 thanks");
     check("SSN 123-45-6789", "SSN <US_SSN_1>");
     check("my ssn is 123456789", "my ssn is <US_SSN_1>");
     check("身份证号11010519491231002X", "身份证号<CN_ID_1>");
@@ -109,6 +114,11 @@ fn people() {
         "<PERSON_1> called; <PERSON_2> wants a demo",
     );
     check_with_names("徐凤兰说明天到", &["徐凤兰"], "<PERSON_1>说明天到");
+    // A given name that is also a common word, when the sentence breaks after it.
+    check("我叫李想，电话找我", "我叫<PERSON_1>，电话找我");
+    check("收件人王想", "收件人<PERSON_1>");
+    check("I'm June Armstrong, ticket open", "I'm <PERSON_1>, ticket open");
+    check("This is April Bailey from Knapp", "This is <PERSON_1> from Knapp");
 }
 
 #[test]
@@ -119,6 +129,9 @@ fn common_words_after_cues_are_not_names() {
     untouched("This is Urgent");
     untouched("Hi Team, the report is attached");
     untouched("我是新客户，想了解价格");
+    untouched("我是李总，想了解价格");
+    untouched("This is April 3rd already");
+    untouched("Hi May I ask about the invoice");
 }
 
 #[test]
@@ -142,6 +155,9 @@ fn decoys_stay_untouched() {
     untouched("会议定在2024年5月12日下午3点，价格¥12,800");
     untouched("Meeting 10:30-11:45, room 4B");
     untouched("参考号 5512345678");
+    // "Ph" in a name is no phone cue; a reference named after a cue wins.
+    untouched("Phillip: ticket 7515303512 still open");
+    untouched("call me about 工单号 7515303512");
 }
 
 #[test]
