@@ -14,6 +14,14 @@ fi
 
 (cd "$root" && CARGO_TARGET_DIR="$target" cargo build --release -p masking --bin masking)
 
+(cd "$root" && CARGO_TARGET_DIR="$target" cargo bench -p masking --bench throughput --no-run)
+
 "$here/.venv/bin/python" "$here/generate.py" "$here/dataset.jsonl"
-"$here/.venv/bin/python" "$here/evaluate.py" "$here/dataset.jsonl" \
-    --masking "$target/release/masking" --out "$here/RESULTS.md"
+# Everything measured from here on runs on one CPU.
+pin=()
+if command -v taskset >/dev/null; then pin=(taskset -c 0); fi
+(cd "$root" && CARGO_TARGET_DIR="$target" "${pin[@]}" cargo bench -p masking --bench throughput -- \
+    --json "$here/short.jsonl" "$here/dataset.jsonl") > "$here/throughput.jsonl"
+"${pin[@]}" "$here/.venv/bin/python" "$here/evaluate.py" "$here/dataset.jsonl" \
+    --masking "$target/release/masking" --throughput "$here/throughput.jsonl" \
+    --short "$here/short.jsonl" --out "$here/RESULTS.md"
