@@ -90,8 +90,14 @@ pub(crate) fn lookup_delivery(tree: &sled::Tree, key: &[u8]) -> Result<Option<Uu
 }
 
 /// Stages an item in the sled batch and, identically, in the write-ahead batch.
+/// The order matters (the writes are applied one by one, and a crash may keep
+/// a prefix of an unacknowledged group): the item, then the sequence, then the
+/// delivery key. A delivery key without its item would answer a retry
+/// "duplicate" for an item that is gone; an item without its delivery key is
+/// at worst masked twice, and both masked events carry the same event id
+/// (derived from the delivery), so the log stores it once.
 pub(crate) fn stage(
-    batch: &mut sled::Batch,
+    batch: &mut Vec<(Vec<u8>, Vec<u8>)>,
     wal: &mut WalBatch,
     sequence: u64,
     event_id: Uuid,
@@ -100,7 +106,7 @@ pub(crate) fn stage(
 ) {
     let mut put = |key: Vec<u8>, value: Vec<u8>| {
         wal.insert(WalTree::Intake, &key, &value);
-        batch.insert(key, value);
+        batch.push((key, value));
     };
     put(item_key(sequence), item);
     put(LAST.to_vec(), sequence.to_be_bytes().to_vec());

@@ -1,14 +1,16 @@
 //! The durable event log on sled.
 //!
-//! Three threads share the work, so disk waits overlap with CPU work:
+//! Four threads share the work, so disk waits overlap with CPU work:
 //! - the **writer** takes every append that is waiting, checks it (deduplication,
-//!   expected revision), chains the records and applies them to sled as one
-//!   atomic batch, and hands the batch to the flusher;
-//! - the **flusher** appends every batch written so far to the write-ahead log
+//!   expected revision), chains the records and writes them to sled key by key
+//!   (not as a sled batch: see [`apply_in_order`]), and hands the group to the
+//!   flusher;
+//! - the **flusher** appends every group written so far to the write-ahead log
 //!   (`wal`) and makes it durable with one `fdatasync`, then moves the durable
-//!   head and answers every writer (group commit). Once a second it checkpoints:
-//!   sled's `flush()` plus an `fdatasync` of sled's data file, after which the
-//!   covered write-ahead segments are deleted;
+//!   head and answers every writer (group commit). Once a second it starts a new
+//!   write-ahead segment and hands the older ones to
+//! - the **checkpointer**, which runs sled's `flush()` plus an `fdatasync` of
+//!   sled's data file and then deletes those segments, while group commits go on;
 //! - the **indexer** writes the per-stream and `event_id` indexes afterwards, off
 //!   the acknowledgement path. Until an entry is indexed it lives in an in-memory
 //!   tail that readers and the writer consult first; on open, records past the
@@ -268,6 +270,7 @@ impl SledEventLog {
         let (sender, receiver) = mpsc::channel(8192);
         let (commits, commit_receiver) = std::sync::mpsc::channel();
         let (index_sender, index_receiver) = std::sync::mpsc::channel();
+        let (checkpoints, checkpoint_receiver) = std::sync::mpsc::channel();
 
         let writer = Writer {
             shared: shared.clone(),
@@ -282,14 +285,14 @@ impl SledEventLog {
             wal: Wal::create(&path.join(WAL_DIR), options.fsync)?,
             last_checkpoint: std::time::Instant::now(),
             mark: HighWaterMark::new(path),
-            db: db.clone(),
             shared: shared.clone(),
-            data_file,
             head_sender,
             intake_sender,
             index_sender,
+            checkpoints,
         };
         let indexer = Indexer { shared: shared.clone() };
+        let checkpointer = Checkpointer { db: db.clone(), data_file };
         let threads = vec![
             std::thread::Builder::new()
                 .name("event-log-writer".into())
@@ -300,6 +303,9 @@ impl SledEventLog {
             std::thread::Builder::new()
                 .name("event-log-indexer".into())
                 .spawn(move || indexer.run(index_receiver))?,
+            std::thread::Builder::new()
+                .name("event-log-checkpointer".into())
+                .spawn(move || checkpointer.run(checkpoint_receiver))?,
         ];
         Ok(Self {
             db,
@@ -616,9 +622,11 @@ struct Commit {
 /// What one writer batch has decided so far but not yet written.
 #[derive(Default)]
 struct Pending {
-    batch: sled::Batch,
+    /// Writes to the `events` tree, in order (see [`apply_in_order`]).
+    batch: Vec<(Vec<u8>, Vec<u8>)>,
     wal: WalBatch,
-    intake_batch: sled::Batch,
+    /// Writes to the `intake` tree, in order.
+    intake_batch: Vec<(Vec<u8>, Vec<u8>)>,
     intake_keys: HashMap<Vec<u8>, Uuid>,
     replies: Vec<Reply>,
     index: IndexEntries,
@@ -675,13 +683,13 @@ impl Writer {
             let mut head_value = self.head.to_be_bytes().to_vec();
             head_value.extend_from_slice(&self.head_hash);
             pending.wal.insert(WalTree::Events, HEAD, &head_value);
-            pending.batch.insert(HEAD, head_value);
-            if let Err(error) = self.shared.tree.apply_batch(pending.batch) {
+            pending.batch.push((HEAD.to_vec(), head_value));
+            if let Err(error) = apply_in_order(&self.shared.tree, pending.batch) {
                 failure = Some(error.to_string());
             }
         }
         if self.intake_last != start_intake
-            && let Err(error) = self.intake.apply_batch(pending.intake_batch)
+            && let Err(error) = apply_in_order(&self.intake, pending.intake_batch)
         {
             failure = Some(error.to_string());
         }
@@ -809,7 +817,7 @@ impl Writer {
         let hash = record.computed_hash();
         let (key, value) = (record_key(position), record.encode());
         pending.wal.insert(WalTree::Events, &key, &value);
-        pending.batch.insert(key, value);
+        pending.batch.push((key, value));
         self.shared.tail().insert(position, &event.stream, event.event_id);
         self.stream_revisions.insert(event.stream.clone(), position);
         pending.index.push((position, event.stream, event.event_id));
@@ -823,12 +831,12 @@ struct Flusher {
     wal: Wal,
     last_checkpoint: std::time::Instant,
     mark: HighWaterMark,
-    db: sled::Db,
     shared: Arc<Shared>,
-    data_file: Option<File>,
     head_sender: watch::Sender<u64>,
     intake_sender: watch::Sender<u64>,
     index_sender: std::sync::mpsc::Sender<IndexEntries>,
+    /// Write-ahead segments that a checkpoint may delete once sled is durable.
+    checkpoints: std::sync::mpsc::Sender<Vec<PathBuf>>,
 }
 
 impl Flusher {
@@ -887,6 +895,47 @@ impl Flusher {
             if self.last_checkpoint.elapsed() >= CHECKPOINT_EVERY
                 && let Err(error) = self.checkpoint()
             {
+                tracing::warn!(error = %error, "Rotating the write-ahead log failed");
+            }
+        }
+    }
+
+    fn finish(&mut self) {
+        if let Err(error) = self.checkpoint() {
+            tracing::error!(error = %error, "Rotating the write-ahead log at close failed");
+        }
+        self.mark.flush_last();
+    }
+
+    /// Starts a new write-ahead segment and hands the older ones to the
+    /// checkpointer. Everything they hold is in sled's memory already (the
+    /// writer applies a group before the flusher sees it).
+    fn checkpoint(&mut self) -> Result<(), StoreError> {
+        self.last_checkpoint = std::time::Instant::now();
+        let covered = self.wal.rotate()?;
+        // The checkpointer lives until the flusher is gone.
+        let _ = self.checkpoints.send(covered);
+        Ok(())
+    }
+}
+
+/// Makes sled's files durable and deletes the write-ahead segments they now
+/// cover, on its own thread: sled's `flush()` takes tens of milliseconds under
+/// load, and group commits go on meanwhile. On close it finishes the last
+/// checkpoint before the log is closed.
+struct Checkpointer {
+    db: sled::Db,
+    data_file: Option<File>,
+}
+
+impl Checkpointer {
+    fn run(self, rotations: std::sync::mpsc::Receiver<Vec<PathBuf>>) {
+        while let Ok(first) = rotations.recv() {
+            let mut covered = first;
+            for more in rotations.try_iter() {
+                covered.extend(more);
+            }
+            if let Err(error) = self.checkpoint(&covered) {
                 // The write-ahead log still holds everything: nothing is lost,
                 // it only grows until a checkpoint succeeds.
                 tracing::warn!(error = %error, "Checkpoint of the event log failed");
@@ -894,24 +943,19 @@ impl Flusher {
         }
     }
 
-    fn finish(&mut self) {
-        if let Err(error) = self.checkpoint() {
-            tracing::error!(error = %error, "Final checkpoint of the event log failed");
-        }
-        self.mark.flush_last();
-    }
-
-    /// Makes sled's files hold everything written so far, then drops the
-    /// write-ahead segments that covered it.
-    fn checkpoint(&mut self) -> Result<(), StoreError> {
-        self.last_checkpoint = std::time::Instant::now();
-        let covered = self.wal.rotate()?;
+    fn checkpoint(&self, covered: &[PathBuf]) -> Result<(), StoreError> {
         self.db.flush()?;
         if let Some(file) = &self.data_file {
             file.sync_data()?;
         }
         for path in covered {
-            std::fs::remove_file(path)?;
+            // A segment may be listed by two rotations when a checkpoint failed.
+            match std::fs::remove_file(path) {
+                Err(error) if error.kind() != std::io::ErrorKind::NotFound => {
+                    return Err(error.into());
+                }
+                _ => {}
+            }
         }
         Ok(())
     }
@@ -1069,18 +1113,34 @@ fn check_high_water_mark(dir: &Path, head: u64, head_hash: &[u8; 32]) -> Result<
     Ok(())
 }
 
+/// Writes one group's keys one by one, in order, the last key last.
+///
+/// Not a sled batch: sled 0.34 seals and writes its I/O buffer twice for every
+/// `apply_batch` (and wakes every thread of its I/O pool each time), which cost
+/// more than the rest of a webhook's path. Atomicity comes from elsewhere: the
+/// write-ahead log re-applies every durable group in full on open, and sled
+/// recovers a prefix of its writes, so what a crash can leave is the head of an
+/// unacknowledged group without its last key (the log's `H` head, the intake's
+/// `N` and delivery keys, the indexes' `X`), which recovery drops or redoes.
+fn apply_in_order(tree: &sled::Tree, writes: Vec<(Vec<u8>, Vec<u8>)>) -> Result<(), StoreError> {
+    for (key, value) in writes {
+        tree.insert(key, value)?;
+    }
+    Ok(())
+}
+
 fn write_index(tree: &sled::Tree, entries: &[(u64, StreamId, Uuid)]) -> Result<(), StoreError> {
     let Some(last) = entries.iter().map(|(position, _, _)| *position).max() else { return Ok(()) };
-    let mut batch = sled::Batch::default();
+    let mut writes = Vec::with_capacity(entries.len() * 2 + 1);
     for (position, stream, event_id) in entries {
         let mut stream_key = stream_prefix(stream);
         stream_key.extend_from_slice(&position.to_be_bytes());
-        batch.insert(stream_key, Vec::new());
-        batch.insert(event_id_key(*event_id), position.to_be_bytes().to_vec());
+        writes.push((stream_key, Vec::new()));
+        writes.push((event_id_key(*event_id), position.to_be_bytes().to_vec()));
     }
-    batch.insert(INDEXED, last.to_be_bytes().to_vec());
-    tree.apply_batch(batch)?;
-    Ok(())
+    // The index checkpoint last: entries past it are indexed again on open.
+    writes.push((INDEXED.to_vec(), last.to_be_bytes().to_vec()));
+    apply_in_order(tree, writes)
 }
 
 /// Indexes the records between the index checkpoint and the head, which a crash
