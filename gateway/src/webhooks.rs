@@ -181,7 +181,10 @@ async fn receive(
     bus_schema::webhook::parse_webhook(&event_type, &data)
         .map_err(|error| Problem::validation(&error))?;
 
-    if let Some(delivery_id) = &delivery_id
+    // The gateway's own record of deliveries, where the intake does not
+    // keep one for good (JetStream's window is finite).
+    let record_delivery = delivery_id.as_deref().filter(|_| !state.intake.remembers_deliveries());
+    if let Some(delivery_id) = record_delivery
         && let Some(event_id) = state.deliveries.get(source_name, delivery_id)?
     {
         return Ok(accepted(event_id, true));
@@ -197,7 +200,7 @@ async fn receive(
         actor: Actor::new(ActorKind::Integration, source_name),
     };
     let receipt = state.intake.accept(intake).await?;
-    if let Some(delivery_id) = &delivery_id
+    if let Some(delivery_id) = record_delivery
         && let Err(error) = state.deliveries.record(source_name, delivery_id, receipt.event_id)
     {
         // Accepted and durable already; a retry is still deduplicated by id.

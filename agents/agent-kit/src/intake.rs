@@ -66,6 +66,13 @@ pub trait Intake: Send + Sync + 'static {
 
     /// The masking agent's subscription.
     async fn subscribe(&self) -> Result<Box<dyn IntakeSubscription>, BusError>;
+
+    /// Whether `accept` itself remembers every delivery id for good and
+    /// answers a repeat as a duplicate, so a caller needs no record of its
+    /// own. JetStream only deduplicates within its window.
+    fn remembers_deliveries(&self) -> bool {
+        false
+    }
 }
 
 /// The embedded intake: the sled queue.
@@ -90,6 +97,11 @@ impl Intake for EmbeddedIntake {
             key
         });
         Ok(self.log.enqueue_intake(intake.event_id, dedupe_key, intake.encode()).await?)
+    }
+
+    /// The queue's delivery index is permanent (see `event_store::intake`).
+    fn remembers_deliveries(&self) -> bool {
+        true
     }
 
     async fn subscribe(&self) -> Result<Box<dyn IntakeSubscription>, BusError> {
