@@ -74,7 +74,9 @@ pub(crate) fn load_detector(config: Option<&Path>) -> anyhow::Result<Detector> {
 }
 
 /// Starts the masking agent inside a node, on its embedded bus and intake.
+/// Starts the masking agent on `runtime`.
 pub(crate) fn spawn(
+    runtime: &tokio::runtime::Handle,
     bus: Arc<dyn Bus>,
     intake: Arc<dyn Intake>,
     vault: Arc<MaskingVault>,
@@ -82,7 +84,7 @@ pub(crate) fn spawn(
 ) -> anyhow::Result<tokio::task::JoinHandle<Result<(), BusError>>> {
     let detector = Arc::new(load_detector(None)?);
     let agent = MaskingAgent::new(bus, vault, detector);
-    Ok(tokio::spawn(agent.run(intake, shutdown)))
+    Ok(runtime.spawn(agent.run(intake, shutdown)))
 }
 
 fn masking(args: MaskingArgs) -> anyhow::Result<ExitCode> {

@@ -67,12 +67,21 @@ pub(crate) async fn wait_for_signal(shutdown: Shutdown) {
 pub(crate) fn up(args: UpArgs) -> anyhow::Result<ExitCode> {
     let store = open_store(&args.data.data_dir)?;
     let runtime = crate::runtime()?;
+    // The agents and projections run on their own runtime and threads: a
+    // batch of masking or folding is CPU work that would otherwise hold a
+    // gateway worker for milliseconds, and requests behind it would wait. The
+    // OS shares the cores between the two fairly.
+    let agents = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .thread_name("agentcrm-agents")
+        .enable_all()
+        .build()?;
     let result = runtime.block_on(async {
         let shutdown = Shutdown::new();
         let log = store.log_dyn();
         store.read_models.catch_up(&log).context("bringing read models up to date")?;
         let projections =
-            tokio::spawn(store.read_models.clone().run(log.clone(), shutdown.receiver()));
+            agents.spawn(store.read_models.clone().run(log.clone(), shutdown.receiver()));
         let bus = Arc::new(EmbeddedBus::new(log.clone(), store.checkpoints.clone()));
         let intake = Arc::new(EmbeddedIntake::new(store.log.clone()));
         let local = crate::gateway_cmd::local_state(&store)?;
@@ -80,8 +89,13 @@ pub(crate) fn up(args: UpArgs) -> anyhow::Result<ExitCode> {
         // before any event is written, and the agent masks raw intake with the
         // same customers' tables.
         let vault = Arc::new(crate::agent_cmd::open_vault(&store)?);
-        let masking =
-            crate::agent_cmd::spawn(bus.clone(), intake.clone(), vault.clone(), shutdown.clone())?;
+        let masking = crate::agent_cmd::spawn(
+            agents.handle(),
+            bus.clone(),
+            intake.clone(),
+            vault.clone(),
+            shutdown.clone(),
+        )?;
         let state = gateway::AppState::new(
             bus,
             intake,
@@ -104,6 +118,7 @@ pub(crate) fn up(args: UpArgs) -> anyhow::Result<ExitCode> {
         projections.await.context("projection task")?.context("projections")?;
         anyhow::Ok(())
     });
+    drop(agents);
     store.close().context("closing the event log")?;
     result?;
     println!("AgentCRM stopped; everything is flushed");
