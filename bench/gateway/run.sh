@@ -10,7 +10,7 @@ here=bench/gateway
 target="${CARGO_TARGET_DIR:-target}"
 duration="${DURATION:-10s}"
 connections="${CONNECTIONS:-64}"
-count="${REQUESTS_COUNT:-600000}"
+count="${REQUESTS_COUNT:-400000}"
 command -v wrk >/dev/null || { apt-get install -y -qq wrk || { apt-get update -qq && apt-get install -y -qq wrk; }; }
 
 cargo build --release -p agentcrm --quiet
@@ -35,12 +35,13 @@ for port in "$gw_port" "$py_port"; do
     for _ in $(seq 100); do curl -fs -o /dev/null "http://127.0.0.1:$port/docs" && break; sleep 0.1; done
 done
 
-# Unique, freshly signed deliveries (the signature window is 5 minutes).
-python3 "$here/sign_requests.py" "$secret" "$count" "$work/requests.txt"
+# Unique, freshly signed deliveries (the signature window is 5 minutes), one
+# file per wrk thread.
+python3 "$here/sign_requests.py" "$secret" "$count" "$work/requests" 2 peak
 echo "== seed FastAPI handler (uvicorn, 1 worker), $connections connections, $duration"
-REQUESTS="$work/requests.txt" wrk -t2 -c"$connections" -d"$duration" --latency -s "$here/signed.lua" "http://127.0.0.1:$py_port"
+REQUESTS="$work/requests" wrk -t2 -c"$connections" -d"$duration" --latency -s "$here/signed.lua" "http://127.0.0.1:$py_port" | tee "$work/seed.txt"
 echo "== agentcrm up: signed, durable 202, $connections connections, $duration"
-REQUESTS="$work/requests.txt" wrk -t2 -c"$connections" -d"$duration" --latency -s "$here/signed.lua" "http://127.0.0.1:$gw_port" | tee "$work/wrk.txt"
+REQUESTS="$work/requests" wrk -t2 -c"$connections" -d"$duration" --latency -s "$here/signed.lua" "http://127.0.0.1:$gw_port" | tee "$work/wrk.txt"
 
 # Does the masking agent keep up? Every accepted webhook becomes one masked
 # event in the log; the customer 360 checkpoint is the log position it folded.
@@ -55,3 +56,14 @@ while :; do
     sleep 0.1
 done
 echo "== masking backlog: $accepted accepted webhooks all masked and folded $(elapsed_ms) ms after the load ended"
+
+# Latency at half the peak: each connection paces its requests (signed.lua's
+# delay), with deliveries not sent before.
+peak="$(awk '/Requests\/sec/ {printf "%d", $2}' "$work/wrk.txt")"
+half=$(( peak / 2 ))
+python3 "$here/sign_requests.py" "$secret" "$count" "$work/paced" 2 paced
+echo "== agentcrm up at half the peak ($half requests/s), $connections connections, $duration"
+RATE="$half" CONNECTIONS="$connections" REQUESTS="$work/paced" \
+    wrk -t2 -c"$connections" -d"$duration" --latency -s "$here/signed.lua" "http://127.0.0.1:$gw_port"
+seed="$(awk '/Requests\/sec/ {printf "%d", $2}' "$work/seed.txt")"
+echo "== peak: agentcrm $peak requests/s, seed $seed requests/s: $(python3 -c "print(f'{$peak / max($seed, 1):.1f}')")x"

@@ -1,13 +1,12 @@
--- wrk script: every request is a fresh Standard Webhooks delivery of the seed
--- example, signed with the secret in $WEBHOOK_SECRET (whsec_...), HMAC-SHA256
--- computed by a helper precomputed table: wrk's LuaJIT has no HMAC, so the
--- signatures are generated ahead of time by sign_requests.py into requests.txt.
+-- wrk script: every request is a distinct Standard Webhooks delivery of the
+-- seed example, signed ahead of time by sign_requests.py (wrk's LuaJIT has
+-- no HMAC). Each wrk thread has its own Lua state and reads its own file
+-- ($REQUESTS.<thread>), so no delivery is sent twice: a repeat would only
+-- hit the webhook-id deduplication, not the write path. The file holds raw
+-- requests separated by NUL bytes, so start-up is one read and one split.
 local requests = {}
 local index = 0
 
--- Each wrk thread has its own Lua state: give each its own slice of the
--- deliveries, so no delivery is sent twice (a repeat would only hit the
--- webhook-id deduplication, not the write path).
 local threads = 0
 function setup(thread)
   thread:set("thread_number", threads)
@@ -15,20 +14,28 @@ function setup(thread)
 end
 
 function init(args)
-  for line in io.lines(os.getenv("REQUESTS") or "requests.txt") do
-    local id, ts, sig, body = line:match("^(.-)\t(.-)\t(.-)\t(.*)$")
-    requests[#requests + 1] = wrk.format("POST", "/crm/webhooks/interaction", {
-      ["Content-Type"] = "application/json",
-      ["webhook-id"] = id,
-      ["webhook-timestamp"] = ts,
-      ["webhook-signature"] = sig,
-    }, body)
+  local path = (os.getenv("REQUESTS") or "requests") .. "." .. (thread_number or 0)
+  local file = assert(io.open(path, "rb"))
+  local data = file:read("*a")
+  file:close()
+  for raw in data:gmatch("([^%z]+)%z") do
+    requests[#requests + 1] = raw
   end
 end
+
 function request()
-  -- Threads are started from the one `-t` flag; wrk runs with -t2.
-  local slice = math.floor(#requests / 2)
-  local first = (thread_number or 0) * slice
-  index = index % slice + 1
-  return requests[first + index]
+  index = index % #requests + 1
+  return requests[index]
+end
+
+-- With RATE (requests/s in all) and CONNECTIONS set, each connection pauses
+-- between requests so that together they hold about that rate: the latency of
+-- a server that is not saturated (wrk measures from send to answer, pause
+-- excluded).
+local rate = tonumber(os.getenv("RATE") or "")
+if rate and rate > 0 then
+  local pause = math.max(1, math.floor(1000 * tonumber(os.getenv("CONNECTIONS") or "64") / rate + 0.5))
+  function delay()
+    return pause
+  end
 end
