@@ -87,6 +87,11 @@ async fn only_gateway_publishes_and_only_masking_consumes_raw_intake() {
     let mut sales_tap = sales.client().subscribe("crm.ingest.>").await.unwrap();
     masking.client().flush().await.unwrap();
     sales.client().flush().await.unwrap();
+    // `flush` only writes to the socket; the server handles each connection
+    // on its own, so the gateway's publish could overtake masking's SUB. A
+    // request on masking's connection answers only after the server has read
+    // everything masking sent before it.
+    NatsIntake::connect(&masking).await.unwrap();
 
     // The gateway publishes raw intake; the work queue acknowledges it.
     let accepted = raw("call me at 13812345678");
