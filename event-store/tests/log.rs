@@ -413,3 +413,48 @@ async fn indexes_lost_in_a_crash_are_rebuilt_on_open() {
     let again = log.append(&customer("c1"), ExpectedRevision::Any, vec![first]).await.unwrap();
     assert!(again.duplicate);
 }
+
+#[tokio::test]
+async fn the_front_of_an_unacknowledged_group_is_dropped_on_open() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let log = SledEventLog::open(dir.path(), SledOptions::default()).unwrap();
+        for n in 0..3 {
+            log.append(&customer("c1"), ExpectedRevision::Any, vec![interaction("c1", n)])
+                .await
+                .unwrap();
+        }
+        log.enqueue_intake(uuid::Uuid::now_v7(), Some(b"d1".to_vec()), b"first".to_vec())
+            .await
+            .unwrap();
+        log.close().unwrap();
+    }
+    // A group is written to sled key by key and made durable by the
+    // write-ahead log afterwards: a crash in between can leave its first keys
+    // in sled (a record past the head, an intake item before its sequence)
+    // and nothing in the write-ahead log.
+    {
+        let db = sled::open(dir.path()).unwrap();
+        let events = db.open_tree("events").unwrap();
+        let mut key = vec![b'L'];
+        let third = events.get([&key[..], &3u64.to_be_bytes()].concat()).unwrap().unwrap();
+        key.extend_from_slice(&4u64.to_be_bytes());
+        events.insert(key, third).unwrap();
+        let intake = db.open_tree("intake").unwrap();
+        intake.insert([&[b'Q'][..], &2u64.to_be_bytes()].concat(), b"orphan".to_vec()).unwrap();
+        db.flush().unwrap();
+    }
+    let log = SledEventLog::open(dir.path(), SledOptions::default()).unwrap();
+    assert_eq!(log.head(), 3);
+    assert_eq!(log.read_all(0, 100).unwrap().len(), 3);
+    assert_eq!(log.raw_records(0).count(), 3, "the record past the head is gone");
+    assert!(matches!(verify(&log).unwrap(), Verdict::Intact { records: 3, .. }));
+    // The orphan item was never counted: the next accepted item takes its
+    // place, and only durable items are handed out.
+    log.enqueue_intake(uuid::Uuid::now_v7(), Some(b"d2".to_vec()), b"second".to_vec())
+        .await
+        .unwrap();
+    let pending: Vec<Vec<u8>> =
+        log.intake().pending(0, 10).unwrap().into_iter().map(|(_, item)| item).collect();
+    assert_eq!(pending, [b"first".to_vec(), b"second".to_vec()]);
+}
