@@ -73,8 +73,8 @@ pub(crate) fn load_detector(config: Option<&Path>) -> anyhow::Result<Detector> {
     Detector::new(&config).context("building the detector")
 }
 
-/// Starts the masking agent inside a node, on its embedded bus and intake.
-/// Starts the masking agent on `runtime`.
+/// Starts the masking agent inside a node, on its embedded bus and intake,
+/// as a task of `runtime`.
 pub(crate) fn spawn(
     runtime: &tokio::runtime::Handle,
     bus: Arc<dyn Bus>,
