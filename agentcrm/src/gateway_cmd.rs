@@ -80,11 +80,27 @@ pub(crate) fn local_state(store: &SledStore) -> anyhow::Result<LocalState> {
     Ok(local)
 }
 
+/// Binds the gateway's address and serves it in a task until `shutdown`;
+/// returns the address bound (the port, when 0 was asked for) and the task.
+pub(crate) async fn bind_and_serve(
+    listen: SocketAddr,
+    state: gateway::AppState,
+    shutdown: Shutdown,
+) -> anyhow::Result<(SocketAddr, tokio::task::JoinHandle<std::io::Result<()>>)> {
+    let listener = tokio::net::TcpListener::bind(listen)
+        .await
+        .with_context(|| format!("cannot listen on {listen}"))?;
+    let address = listener.local_addr()?;
+    tracing::info!(%address, "Listening");
+    Ok((address, tokio::spawn(gateway::serve(listener, state, shutdown))))
+}
+
 pub(crate) fn run(args: GatewayArgs) -> anyhow::Result<ExitCode> {
     let store = SledStore::open(&args.data_dir, SledOptions::default()).map_err(|error| {
         anyhow::anyhow!("cannot open data directory {}: {error}", args.data_dir.display())
     })?;
     let runtime = crate::runtime()?;
+    let background = crate::background_runtime()?;
     let result = runtime.block_on(async {
         let options =
             args.nats.options(&args.nats_url, format!("agentcrm-gateway-{}", args.replica));
@@ -101,12 +117,12 @@ pub(crate) fn run(args: GatewayArgs) -> anyhow::Result<ExitCode> {
         let log = store.log_dyn();
         store.read_models.catch_up(&log).context("bringing read models up to date")?;
         let projections =
-            tokio::spawn(store.read_models.clone().run(log.clone(), shutdown.receiver()));
+            background.spawn(store.read_models.clone().run(log.clone(), shutdown.receiver()));
         let replica = {
             let (bus, log, shutdown) = (bus.clone(), log.clone(), shutdown.clone());
-            tokio::spawn(
-                async move { agent_kit::store_service::run(bus.as_ref(), log, shutdown).await },
-            )
+            background.spawn(async move {
+                agent_kit::store_service::run(bus.as_ref(), log, shutdown).await
+            })
         };
         let state = gateway::AppState::new(
             bus,
@@ -116,12 +132,8 @@ pub(crate) fn run(args: GatewayArgs) -> anyhow::Result<ExitCode> {
             local,
             args.flags.config(),
         );
-        let listener = tokio::net::TcpListener::bind(args.listen)
-            .await
-            .with_context(|| format!("cannot listen on {}", args.listen))?;
-        let address = listener.local_addr()?;
+        let (address, server) = bind_and_serve(args.listen, state, shutdown.clone()).await?;
         println!("AgentCRM gateway is up: http://{address} (NATS {})", args.nats_url);
-        let server = tokio::spawn(gateway::serve(listener, state, shutdown.clone()));
         tokio::select! {
             _ = crate::node::wait_for_signal(shutdown.clone()) => {}
             result = replica => {
@@ -134,6 +146,7 @@ pub(crate) fn run(args: GatewayArgs) -> anyhow::Result<ExitCode> {
         projections.await.context("projection task")?.context("projections")?;
         anyhow::Ok(())
     });
+    drop(background);
     store.close().context("closing the replica")?;
     result?;
     Ok(ExitCode::SUCCESS)

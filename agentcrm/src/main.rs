@@ -141,6 +141,18 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
     Ok(tokio::runtime::Builder::new_multi_thread().enable_all().build()?)
 }
 
+/// Where a node's agents, projections and replica run, beside the gateway's
+/// runtime: a batch of masking or folding is CPU work that would otherwise
+/// hold a gateway worker for milliseconds (tokio is cooperative), and the
+/// requests behind it would wait. The OS shares the cores between the two.
+fn background_runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    Ok(tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .thread_name("agentcrm-background")
+        .enable_all()
+        .build()?)
+}
+
 /// Opens an existing node's store (never creates one: a typo in `--data-dir`
 /// must not silently start an empty CRM).
 fn open_existing(data_dir: &std::path::Path) -> anyhow::Result<event_store::SledStore> {

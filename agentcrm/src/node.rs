@@ -67,15 +67,7 @@ pub(crate) async fn wait_for_signal(shutdown: Shutdown) {
 pub(crate) fn up(args: UpArgs) -> anyhow::Result<ExitCode> {
     let store = open_store(&args.data.data_dir)?;
     let runtime = crate::runtime()?;
-    // The agents and projections run on their own runtime and threads: a
-    // batch of masking or folding is CPU work that would otherwise hold a
-    // gateway worker for milliseconds, and requests behind it would wait. The
-    // OS shares the cores between the two fairly.
-    let agents = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .thread_name("agentcrm-agents")
-        .enable_all()
-        .build()?;
+    let agents = crate::background_runtime()?;
     let result = runtime.block_on(async {
         let shutdown = Shutdown::new();
         let log = store.log_dyn();
@@ -104,13 +96,9 @@ pub(crate) fn up(args: UpArgs) -> anyhow::Result<ExitCode> {
             local,
             args.gateway.config(),
         );
-        let listener = tokio::net::TcpListener::bind(args.listen)
-            .await
-            .with_context(|| format!("cannot listen on {}", args.listen))?;
-        let address = listener.local_addr()?;
+        let (address, server) =
+            crate::gateway_cmd::bind_and_serve(args.listen, state, shutdown.clone()).await?;
         println!("AgentCRM is up: http://{address} (data in {})", args.data.data_dir.display());
-        tracing::info!(%address, "Listening");
-        let server = tokio::spawn(gateway::serve(listener, state, shutdown.clone()));
         wait_for_signal(shutdown.clone()).await;
         tracing::info!("Shutting down");
         server.await.context("gateway task")?.context("gateway")?;
