@@ -133,17 +133,7 @@ async fn the_distributed_gateway_masks_through_the_vault_and_answers_503_without
     let (store_dir, masking_dir, gateway_dir) =
         (dir.path().join("store"), dir.path().join("masking"), dir.path().join("gateway"));
     let gateway_data = gateway_dir.to_str().unwrap();
-    let admin_key = agentcrm(&[
-        "keys",
-        "create",
-        "--role",
-        "admin",
-        "--name",
-        "root",
-        "--data-dir",
-        gateway_data,
-    ]);
-    let secret = agentcrm(&["sources", "add", "default", "--data-dir", gateway_data]);
+    let (admin_key, secret) = common::provision(&gateway_dir);
     let gateway = Gateway { port: free_port(), admin_key, secret };
 
     // One after the other, so the streams are set up once.

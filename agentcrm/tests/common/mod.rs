@@ -23,24 +23,23 @@ pub fn agentcrm(args: &[&str]) -> String {
     stdout.trim().to_owned()
 }
 
+/// Creates an admin key and the default webhook source in a data
+/// directory; returns the key and the source's secret.
+pub fn provision(data: &std::path::Path) -> (String, String) {
+    let data = data.to_str().unwrap();
+    let admin_key =
+        agentcrm(&["keys", "create", "--role", "admin", "--name", "root", "--data-dir", data]);
+    let secret = agentcrm(&["sources", "add", "default", "--data-dir", data]);
+    (admin_key, secret)
+}
+
 impl Node {
     /// A fresh data directory with an admin key and the default source, and
     /// `agentcrm up` running on it.
     pub fn start() -> Self {
         let dir = tempfile::tempdir().unwrap();
         let data = dir.path().join("data");
-        let data_str = data.to_str().unwrap();
-        let admin_key = agentcrm(&[
-            "keys",
-            "create",
-            "--role",
-            "admin",
-            "--name",
-            "root",
-            "--data-dir",
-            data_str,
-        ]);
-        let default_secret = agentcrm(&["sources", "add", "default", "--data-dir", data_str]);
+        let (admin_key, default_secret) = provision(&data);
         let mut node = Self { dir, port: free_port(), admin_key, default_secret, process: None };
         node.up();
         node
