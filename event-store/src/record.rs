@@ -13,6 +13,12 @@
 //!
 //! Editing, removing or reordering any record breaks the chain. The header is
 //! fixed-size so replay can decode the envelope in place, without a copy.
+//!
+//! The records of one group commit are stored together under the key of the
+//! first one, as a block: the byte 2, then each record as its length (u32,
+//! big-endian) and its bytes. A group of one record is stored as the bare
+//! record. Reading a block costs the storage engine one lookup where separate
+//! keys cost one per record, which is most of a replay's time.
 
 use bus_schema::{EventEnvelope, RecordedEvent};
 use sha2::{Digest, Sha256};
@@ -23,6 +29,7 @@ use crate::log::StoreError;
 pub const GENESIS_HASH: [u8; 32] = [0; 32];
 
 const FORMAT: u8 = 1;
+const BLOCK: u8 = 2;
 const HEADER: usize = 1 + 8 + 32 + 32;
 
 /// A record as it lies on disk.
@@ -119,6 +126,56 @@ fn decode_envelope(position: u64, envelope: &[u8]) -> Result<RecordedEvent, Stor
     Ok(RecordedEvent { position, envelope })
 }
 
+/// Packs encoded records (in position order) into one stored value.
+pub fn pack(records: &[Vec<u8>]) -> Vec<u8> {
+    if let [record] = records {
+        return record.clone();
+    }
+    let size = records.iter().map(|record| 4 + record.len()).sum::<usize>();
+    let mut value = Vec::with_capacity(1 + size);
+    value.push(BLOCK);
+    for record in records {
+        // Records are events of at most a few megabytes, far below 4 GiB.
+        let length = u32::try_from(record.len()).unwrap_or(u32::MAX);
+        value.extend_from_slice(&length.to_be_bytes());
+        value.extend_from_slice(record);
+    }
+    value
+}
+
+/// The records in a value stored under `key_position` (a bare record or a
+/// block), each with the position its header names, in stored order.
+pub fn unpack(key_position: u64, value: &[u8]) -> Result<Vec<(u64, &[u8])>, StoreError> {
+    let corrupt =
+        |reason: &str| StoreError::Corrupt { position: key_position, reason: reason.to_owned() };
+    match value.first() {
+        Some(&BLOCK) => {
+            let mut records = Vec::new();
+            let mut rest = &value[1..];
+            while !rest.is_empty() {
+                let (length, tail) =
+                    rest.split_first_chunk::<4>().ok_or_else(|| corrupt("truncated block"))?;
+                let length = usize::try_from(u32::from_be_bytes(*length)).unwrap_or(usize::MAX);
+                if tail.len() < length {
+                    return Err(corrupt("truncated block"));
+                }
+                let (record, tail) = tail.split_at(length);
+                records.push((record_position(key_position, record)?, record));
+                rest = tail;
+            }
+            if records.is_empty() {
+                return Err(corrupt("empty block"));
+            }
+            Ok(records)
+        }
+        _ => Ok(vec![(record_position(key_position, value)?, value)]),
+    }
+}
+
+fn record_position(key_position: u64, record: &[u8]) -> Result<u64, StoreError> {
+    Ok(RecordView::parse(key_position, record)?.position)
+}
+
 pub fn chain_hash(prev_hash: &[u8], position: u64, envelope: &[u8]) -> [u8; 32] {
     let mut hasher = Sha256::new();
     hasher.update(prev_hash);
@@ -144,5 +201,24 @@ mod tests {
             StoredRecord::decode_bytes(7, &unknown),
             Err(StoreError::Corrupt { position: 7, .. })
         ));
+    }
+
+    #[test]
+    fn blocks_hold_records_in_order_and_refuse_truncation() {
+        let first = StoredRecord::seal(7, [3; 32], vec![1, 2, 3]);
+        let second = StoredRecord::seal(8, first.hash, vec![4, 5]);
+        let (first, second) = (first.encode(), second.encode());
+        let block = pack(&[first.clone(), second.clone()]);
+        let records = unpack(7, &block).unwrap();
+        assert_eq!(records, vec![(7, &first[..]), (8, &second[..])]);
+        // One record is stored bare, as records always were.
+        assert_eq!(pack(std::slice::from_ref(&first)), first);
+        assert_eq!(unpack(7, &first).unwrap(), vec![(7, &first[..])]);
+        for cut in [1, 3, block.len() - 1] {
+            assert!(
+                matches!(unpack(7, &block[..cut]), Err(StoreError::Corrupt { position: 7, .. })),
+                "a block cut at {cut} was accepted"
+            );
+        }
     }
 }

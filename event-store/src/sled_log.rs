@@ -25,7 +25,8 @@
 //! `fdatasync` poisons the log: nothing more is accepted until it is reopened.
 //!
 //! Layout of the `events` tree (positions are big-endian, so keys sort by position):
-//! - `L` position → [`StoredRecord`]
+//! - `L` position → the records of one block, the first at this position (see
+//!   [`crate::record::pack`]; a block of one is a bare [`StoredRecord`])
 //! - `H` → head position and head hash (so a removed tail is detected)
 //! - `S` stream `\0` position → empty (the per-stream index)
 //! - `I` event id (16 bytes) → position (the permanent idempotency index)
@@ -359,15 +360,40 @@ impl SledEventLog {
 
     /// Every stored record from `from`, raw, for verification and export. Reads
     /// what is on disk, including anything past the recorded head.
+    ///
+    /// Each record comes with the position it is stored under: its block's key
+    /// for the first record of a block, its own header's for the others.
     pub fn raw_records(
         &self,
         from: u64,
     ) -> impl Iterator<Item = Result<(u64, StoredRecord), StoreError>> + '_ {
-        self.shared.tree.range(record_key(from)..[RECORD + 1].to_vec()).map(|entry| {
-            let (key, value) = entry?;
-            let position = position_from_key(&key[1..])?;
-            Ok((position, StoredRecord::decode_bytes(position, &value)?))
-        })
+        let start = first_block_key(&self.shared.tree, from);
+        let blocks = match &start {
+            Ok(start) => Some(self.shared.tree.range(start.clone()..[RECORD + 1].to_vec())),
+            Err(_) => None,
+        };
+        let failed = start.err().map(Err).into_iter();
+        let stored = blocks.into_iter().flatten().flat_map(move |entry| {
+            let records = entry.map_err(StoreError::from).and_then(|(key, value)| {
+                let key_position = position_from_key(&key[1..])?;
+                let mut records = Vec::new();
+                for (index, (position, bytes)) in
+                    crate::record::unpack(key_position, &value)?.into_iter().enumerate()
+                {
+                    let stored_under = if index == 0 { key_position } else { position };
+                    if position >= from {
+                        records
+                            .push((stored_under, StoredRecord::decode_bytes(stored_under, bytes)?));
+                    }
+                }
+                Ok(records)
+            });
+            match records {
+                Ok(records) => records.into_iter().map(Ok).collect::<Vec<_>>(),
+                Err(error) => vec![Err(error)],
+            }
+        });
+        failed.chain(stored)
     }
 
     /// The head position and hash recorded with the last committed batch.
@@ -379,7 +405,20 @@ impl SledEventLog {
     /// tooling that demonstrates `verify`.
     #[doc(hidden)]
     pub fn overwrite_record_for_test(&self, position: u64, bytes: &[u8]) -> Result<(), StoreError> {
-        self.shared.tree.insert(record_key(position), bytes)?;
+        let key = first_block_key(&self.shared.tree, position)?;
+        let key_position = position_from_key(&key[1..])?;
+        let value = self.shared.tree.get(&key)?.unwrap_or_default();
+        let records: Vec<Vec<u8>> = crate::record::unpack(key_position, &value)
+            .unwrap_or_default()
+            .into_iter()
+            .map(
+                |(stored, record)| {
+                    if stored == position { bytes.to_vec() } else { record.to_vec() }
+                },
+            )
+            .collect();
+        let value = if records.is_empty() { bytes.to_vec() } else { crate::record::pack(&records) };
+        self.shared.tree.insert(key, value)?;
         self.db.flush()?;
         Ok(())
     }
@@ -394,10 +433,15 @@ impl SledEventLog {
     }
 
     fn read_record(&self, position: u64) -> Result<RecordedEvent, StoreError> {
-        let bytes = self.shared.tree.get(record_key(position))?.ok_or_else(|| {
-            StoreError::Corrupt { position, reason: "indexed record is missing".into() }
+        let mut found = None;
+        visit_records(&self.shared.tree, position, position, &mut |_, bytes| {
+            found = Some(crate::record::decode_event(position, bytes)?);
+            Ok(false)
         })?;
-        crate::record::decode_event(position, &bytes)
+        found.ok_or_else(|| StoreError::Corrupt {
+            position,
+            reason: "indexed record is missing".into(),
+        })
     }
 }
 
@@ -494,14 +538,13 @@ impl EventLog for SledEventLog {
             return Ok(Vec::new());
         }
         let mut events = Vec::new();
-        for entry in self.shared.tree.range(record_key(from.max(1))..=record_key(head)) {
-            if events.len() >= limit {
-                break;
-            }
-            let (key, value) = entry?;
-            let position = position_from_key(&key[1..])?;
-            events.push(crate::record::decode_event(position, &value)?);
+        if limit == 0 {
+            return Ok(events);
         }
+        visit_records(&self.shared.tree, from.max(1), head, &mut |position, bytes| {
+            events.push(crate::record::decode_event(position, bytes)?);
+            Ok(events.len() < limit)
+        })?;
         Ok(events)
     }
 
@@ -622,8 +665,8 @@ struct Commit {
 /// What one writer batch has decided so far but not yet written.
 #[derive(Default)]
 struct Pending {
-    /// Writes to the `events` tree, in order (see [`apply_in_order`]).
-    batch: Vec<(Vec<u8>, Vec<u8>)>,
+    /// The group's encoded records, in position order, with their positions.
+    records: Vec<(u64, Vec<u8>)>,
     wal: WalBatch,
     /// Writes to the `intake` tree, in order.
     intake_batch: Vec<(Vec<u8>, Vec<u8>)>,
@@ -680,11 +723,14 @@ impl Writer {
         }
         let mut failure = None;
         if self.head != start_head {
+            let mut writes = blocks(&pending.records);
             let mut head_value = self.head.to_be_bytes().to_vec();
             head_value.extend_from_slice(&self.head_hash);
-            pending.wal.insert(WalTree::Events, HEAD, &head_value);
-            pending.batch.push((HEAD.to_vec(), head_value));
-            if let Err(error) = apply_in_order(&self.shared.tree, pending.batch) {
+            writes.push((HEAD.to_vec(), head_value));
+            for (key, value) in &writes {
+                pending.wal.insert(WalTree::Events, key, value);
+            }
+            if let Err(error) = apply_in_order(&self.shared.tree, writes) {
                 failure = Some(error.to_string());
             }
         }
@@ -814,10 +860,8 @@ impl Writer {
 
     fn stage_record(&mut self, pending: &mut Pending, position: u64, event: Prepared) {
         let record = StoredRecord::seal(position, self.head_hash, event.bytes);
-        let hash = record.computed_hash();
-        let (key, value) = (record_key(position), record.encode());
-        pending.wal.insert(WalTree::Events, &key, &value);
-        pending.batch.push((key, value));
+        let hash = record.hash;
+        pending.records.push((position, record.encode()));
         self.shared.tail().insert(position, &event.stream, event.event_id);
         self.stream_revisions.insert(event.stream.clone(), position);
         pending.index.push((position, event.stream, event.event_id));
@@ -988,15 +1032,17 @@ impl Indexer {
 }
 
 /// How many positions one scan worker reads at a time.
-const SCAN_RANGE: u64 = 2048;
+const SCAN_RANGE: u64 = 256;
 
 fn decode_range(tree: &sled::Tree, start: u64, end: u64) -> Result<Vec<RecordedEvent>, StoreError> {
-    tree.range(record_key(start)..=record_key(end))
-        .map(|entry| {
-            let (key, value) = entry?;
-            crate::record::decode_event(position_from_key(&key[1..])?, &value)
-        })
-        .collect()
+    // Sized up front: sled's iterator gives no size hint, and growing by doubling
+    // copies the events and asks the allocator for fresh pages again and again.
+    let mut events = Vec::with_capacity(usize::try_from(end - start + 1).unwrap_or(0));
+    visit_records(tree, start, end, &mut |position, bytes| {
+        events.push(crate::record::decode_event(position, bytes)?);
+        Ok(true)
+    })?;
+    Ok(events)
 }
 
 /// Applies what the write-ahead log holds and sled may have lost, makes sled
@@ -1014,6 +1060,24 @@ fn recover(
         tree.range(record_key(head + 1)..[RECORD + 1].to_vec()).keys().collect::<Result<_, _>>()?;
     for key in &unacknowledged {
         tree.remove(key)?;
+    }
+    // A group is one block or several, each written whole: none straddles the
+    // head. Should one ever do, its records past the head go too.
+    let last = first_block_key(tree, head)?;
+    if let Some(value) = tree.get(&last)? {
+        let records = crate::record::unpack(position_from_key(&last[1..])?, &value)?;
+        if records.iter().any(|(position, _)| *position > head) {
+            let kept: Vec<Vec<u8>> = records
+                .into_iter()
+                .filter(|(position, _)| *position <= head)
+                .map(|(_, record)| record.to_vec())
+                .collect();
+            if kept.is_empty() {
+                tree.remove(&last)?;
+            } else {
+                tree.insert(&last, crate::record::pack(&kept))?;
+            }
+        }
     }
     if frames > 0 || !unacknowledged.is_empty() {
         tracing::info!(
@@ -1154,10 +1218,8 @@ fn reindex_tail(tree: &sled::Tree, head: u64) -> Result<(), StoreError> {
         return Ok(());
     }
     let mut entries = Vec::new();
-    for entry in tree.range(record_key(indexed + 1)..=record_key(head)) {
-        let (key, value) = entry?;
-        let position = position_from_key(&key[1..])?;
-        let record = StoredRecord::decode_bytes(position, &value)?;
+    visit_records(tree, indexed + 1, head, &mut |position, bytes| {
+        let record = StoredRecord::decode_bytes(position, bytes)?;
         let envelope = bus_schema::proto::Envelope::decode(record.envelope.as_slice())
             .map_err(|error| StoreError::Corrupt { position, reason: error.to_string() })?;
         let stream = envelope.stream.parse().map_err(|error: bus_schema::ValidationError| {
@@ -1166,9 +1228,77 @@ fn reindex_tail(tree: &sled::Tree, head: u64) -> Result<(), StoreError> {
         let event_id = Uuid::parse_str(&envelope.event_id)
             .map_err(|error| StoreError::Corrupt { position, reason: error.to_string() })?;
         entries.push((position, stream, event_id));
-    }
+        Ok(true)
+    })?;
     tracing::info!(records = entries.len(), "Indexing records left unindexed by the last stop");
     write_index(tree, &entries)
+}
+
+/// The most records one stored block holds, and the most bytes (unless one
+/// record alone is larger). sled 0.34 keeps up to 17 keys in a leaf and moves a
+/// leaf of more than 128 KiB out to a file of its own, which costs a file per
+/// write and read: 17 blocks of 6 KiB stay well inside a leaf.
+const BLOCK_RECORDS: usize = 16;
+const BLOCK_BYTES: usize = 3 * 1024;
+
+/// A group's records as the writes that store them: blocks of consecutive
+/// records, each under the key of its first.
+fn blocks(records: &[(u64, Vec<u8>)]) -> Vec<(Vec<u8>, Vec<u8>)> {
+    let mut writes = Vec::new();
+    let mut start = 0;
+    while start < records.len() {
+        let mut end = start + 1;
+        let mut bytes = records[start].1.len();
+        while end < records.len()
+            && end - start < BLOCK_RECORDS
+            && bytes + records[end].1.len() <= BLOCK_BYTES
+        {
+            bytes += records[end].1.len();
+            end += 1;
+        }
+        let group: Vec<Vec<u8>> =
+            records[start..end].iter().map(|(_, bytes)| bytes.clone()).collect();
+        writes.push((record_key(records[start].0), crate::record::pack(&group)));
+        start = end;
+    }
+    writes
+}
+
+/// The key of the block that holds `position` (the last block starting at or
+/// before it), or `position`'s own key when no block starts that early.
+fn first_block_key(tree: &sled::Tree, position: u64) -> Result<Vec<u8>, StoreError> {
+    match tree.range(record_key(0)..=record_key(position)).next_back() {
+        Some(entry) => Ok(entry?.0.to_vec()),
+        None => Ok(record_key(position)),
+    }
+}
+
+/// Sees one stored record (its position and bytes); `false` stops the walk.
+type RecordVisitor<'a> = dyn FnMut(u64, &[u8]) -> Result<bool, StoreError> + 'a;
+
+/// Calls `visit` with each stored record whose position lies in `from..=to`,
+/// in order, until it returns `false`.
+fn visit_records(
+    tree: &sled::Tree,
+    from: u64,
+    to: u64,
+    visit: &mut RecordVisitor<'_>,
+) -> Result<(), StoreError> {
+    if from > to {
+        return Ok(());
+    }
+    for entry in tree.range(first_block_key(tree, from)?..=record_key(to)) {
+        let (key, value) = entry?;
+        for (position, bytes) in crate::record::unpack(position_from_key(&key[1..])?, &value)? {
+            if position > to {
+                return Ok(());
+            }
+            if position >= from && !visit(position, bytes)? {
+                return Ok(());
+            }
+        }
+    }
+    Ok(())
 }
 
 fn record_key(position: u64) -> Vec<u8> {
