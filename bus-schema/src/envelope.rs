@@ -200,7 +200,7 @@ impl EventEnvelope {
             correlation_id: self.correlation_id.to_string(),
             causation_id: self.causation_id.map(|id| id.to_string()).unwrap_or_default(),
             actor: Some(self.actor.to_proto()),
-            payload: self.payload.encode(),
+            payload: self.payload.encode().into(),
         }
     }
 

@@ -3,6 +3,8 @@
 use std::fmt;
 use std::str::FromStr;
 
+use compact_str::CompactString;
+
 use crate::error::ValidationError;
 
 /// Longest aggregate id accepted; ids become NATS subject tokens and sled keys.
@@ -13,17 +15,20 @@ pub const MAX_ID_LEN: usize = 128;
 /// Both parts are single NATS subject tokens: the kind is lower-case ASCII letters,
 /// digits and `_`; the id is ASCII letters, digits, `_` and `-`. Dots, wildcards and
 /// white space are refused, so a stream always maps to exactly one subject.
+///
+/// Both parts are kept inline up to 24 bytes (no heap allocation): a stream id
+/// is decoded with every event and cloned into every index entry.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct StreamId {
-    aggregate: String,
-    id: String,
+    aggregate: CompactString,
+    id: CompactString,
 }
 
 impl StreamId {
     pub fn new(aggregate: &str, id: &str) -> Result<Self, ValidationError> {
         validate_aggregate(aggregate)?;
         validate_id("id", id)?;
-        Ok(Self { aggregate: aggregate.to_owned(), id: id.to_owned() })
+        Ok(Self { aggregate: CompactString::new(aggregate), id: CompactString::new(id) })
     }
 
     /// The stream of one customer.

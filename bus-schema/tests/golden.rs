@@ -160,7 +160,7 @@ fn adding_a_field_keeps_old_and_new_bytes_readable() {
     let envelope = proto::Envelope::decode(bytes.as_slice()).unwrap();
 
     // Today's bytes, read by a build that knows one more field: it is absent.
-    let newer = InteractionRecordedWithLanguage::decode(envelope.payload.as_slice()).unwrap();
+    let newer = InteractionRecordedWithLanguage::decode(&envelope.payload[..]).unwrap();
     assert_eq!(newer.content, "我对你们的新服务非常感兴趣! <EMAIL_1>");
     assert_eq!(newer.language, "");
 
@@ -168,7 +168,7 @@ fn adding_a_field_keeps_old_and_new_bytes_readable() {
     let mut with_language = newer.clone();
     with_language.language = "zh".into();
     let mut newer_envelope = envelope.clone();
-    newer_envelope.payload = with_language.encode_to_vec();
+    newer_envelope.payload = with_language.encode_to_vec().into();
     let decoded = EventEnvelope::decode(&newer_envelope.encode_to_vec()).unwrap();
     let EventPayload::InteractionRecorded(interaction) = decoded.payload else {
         panic!("wrong payload type")
