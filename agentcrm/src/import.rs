@@ -393,13 +393,16 @@ async fn apply(
     };
     let projection = event_store::customer360::Customer360Projection;
     let recorded = bus_schema::RecordedEvent { position: outcome.revision(), envelope: event };
-    let previous = bus.read_stream(&stream).await.ok().and_then(|events| {
-        let mut state = None;
-        for event in &events {
-            state = event_store::projection::Projection::apply(&projection, state, event);
-        }
-        state
-    });
-    Ok(previous
-        .or_else(|| event_store::projection::Projection::apply(&projection, None, &recorded)))
+    // The stream as stored, or at least the event just appended.
+    let folded = bus
+        .read_stream(&stream)
+        .await
+        .ok()
+        .filter(|events| !events.is_empty())
+        .unwrap_or_else(|| vec![recorded]);
+    let mut state = None;
+    for event in folded {
+        event_store::projection::Projection::apply(&projection, &mut state, event);
+    }
+    Ok(state)
 }

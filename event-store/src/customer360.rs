@@ -1,6 +1,6 @@
 //! The customer 360 read model: profile, interactions in order, activity counts.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 
 use bus_schema::{Channel, EventPayload, RecordedEvent};
 use chrono::{DateTime, Utc};
@@ -32,7 +32,7 @@ pub struct Customer360 {
     pub interaction_count: u64,
     /// The latest interactions, oldest first, at most [`RECENT_INTERACTIONS`]; the
     /// full history is the customer's event stream.
-    pub recent_interactions: Vec<InteractionView>,
+    pub recent_interactions: VecDeque<InteractionView>,
     /// Activity kind → how many times it was logged.
     pub activity_counts: BTreeMap<String, u64>,
     pub last_activity_at: Option<DateTime<Utc>>,
@@ -65,45 +65,44 @@ impl Projection for Customer360Projection {
 
     const NAME: &'static str = "customer360";
     // 2: `CustomerForgotten` marks the row forgotten.
-    const VERSION: u32 = 2;
+    // 3: rows are stored in postcard, not JSON.
+    const VERSION: u32 = 3;
 
     fn key<'a>(&self, event: &'a RecordedEvent) -> Option<&'a str> {
         event.envelope.payload.customer_id()
     }
 
-    fn apply(&self, row: Option<Customer360>, event: &RecordedEvent) -> Option<Customer360> {
-        let envelope = &event.envelope;
-        let mut row = row.unwrap_or_else(|| Customer360 {
+    fn apply(&self, row: &mut Option<Customer360>, event: RecordedEvent) {
+        let RecordedEvent { position, envelope } = event;
+        let occurred_at = envelope.occurred_at;
+        let row = row.get_or_insert_with(|| Customer360 {
             customer_id: envelope.payload.customer_id().unwrap_or_default().to_owned(),
             ..Customer360::default()
         });
-        match &envelope.payload {
+        match envelope.payload {
             EventPayload::CustomerRegistered(registered) => {
                 row.registered = true;
-                row.name.clone_from(&registered.name);
-                row.email.clone_from(&registered.email);
-                row.phone.clone_from(&registered.phone);
-                row.company.clone_from(&registered.company);
-                row.owner.clone_from(&registered.owner);
-                row.stage = if registered.stage.is_empty() {
-                    "lead".into()
-                } else {
-                    registered.stage.clone()
-                };
-                row.created_at = Some(envelope.occurred_at);
+                row.name = registered.name;
+                row.email = registered.email;
+                row.phone = registered.phone;
+                row.company = registered.company;
+                row.owner = registered.owner;
+                row.stage =
+                    if registered.stage.is_empty() { "lead".into() } else { registered.stage };
+                row.created_at = Some(occurred_at);
             }
             EventPayload::CustomerProfileChanged(changed) => {
                 let fields = [
-                    (&changed.name, &mut row.name),
-                    (&changed.email, &mut row.email),
-                    (&changed.phone, &mut row.phone),
-                    (&changed.company, &mut row.company),
-                    (&changed.owner, &mut row.owner),
-                    (&changed.stage, &mut row.stage),
+                    (changed.name, &mut row.name),
+                    (changed.email, &mut row.email),
+                    (changed.phone, &mut row.phone),
+                    (changed.company, &mut row.company),
+                    (changed.owner, &mut row.owner),
+                    (changed.stage, &mut row.stage),
                 ];
                 for (change, field) in fields {
                     if let Some(value) = change {
-                        field.clone_from(value);
+                        *field = value;
                     }
                 }
             }
@@ -116,16 +115,16 @@ impl Projection for Customer360Projection {
                 }
                 row.interaction_count += 1;
                 if row.recent_interactions.len() == RECENT_INTERACTIONS {
-                    row.recent_interactions.remove(0);
+                    row.recent_interactions.pop_front();
                 }
-                row.recent_interactions.push(InteractionView {
-                    position: event.position,
-                    interaction_id: interaction.interaction_id.clone(),
+                row.recent_interactions.push_back(InteractionView {
+                    position,
+                    interaction_id: interaction.interaction_id,
                     channel: interaction.channel,
-                    content: interaction.content.clone(),
+                    content: interaction.content,
                     sentiment_score: interaction.sentiment_score,
                     occurred_at: interaction.occurred_at,
-                    source: interaction.source.clone(),
+                    source: interaction.source,
                 });
             }
             EventPayload::ActivityLogged(activity) => {
@@ -144,11 +143,10 @@ impl Projection for Customer360Projection {
                     field.clear();
                 }
             }
-            EventPayload::Unknown { .. } => return Some(row),
+            EventPayload::Unknown { .. } => return,
         }
-        row.revision = event.position;
-        row.updated_at = Some(envelope.occurred_at);
-        Some(row)
+        row.revision = position;
+        row.updated_at = Some(occurred_at);
     }
 }
 
@@ -203,7 +201,10 @@ mod tests {
                 }),
             ),
         ];
-        let row = events.iter().fold(None, |row, event| projection.apply(row, event));
+        let mut row = None;
+        for event in events {
+            projection.apply(&mut row, event);
+        }
         let row = row.unwrap_or_default();
         assert!(row.forgotten);
         assert!(row.registered);

@@ -1,12 +1,15 @@
 //! Projections: read models folded from the log.
 //!
-//! A projection is a pure fold: given a row (or none) and an event, it returns
+//! A projection is a pure fold: given a row (or none) and an event, it makes
 //! the new row. No I/O, no clock, no randomness, so replaying the log always
-//! reproduces the same rows byte for byte. The runner stores each batch of rows
+//! reproduces the same rows byte for byte. Rows are stored in postcard (a
+//! compact serde format: a 360 row of ten interactions encodes and decodes
+//! several times faster than as JSON). The runner stores each batch of rows
 //! together with the checkpoint (the last position folded) in one atomic sled
 //! batch, so after a crash a read model resumes exactly where its state is.
 
 use std::collections::HashMap;
+use std::collections::hash_map::Entry;
 use std::sync::Arc;
 
 use bus_schema::RecordedEvent;
@@ -36,8 +39,10 @@ pub trait Projection: Send + Sync + 'static {
     /// The row this event changes, if any.
     fn key<'a>(&self, event: &'a RecordedEvent) -> Option<&'a str>;
 
-    /// The row after the event. Must not do I/O or read the clock.
-    fn apply(&self, row: Option<Self::Row>, event: &RecordedEvent) -> Option<Self::Row>;
+    /// Turns the row (none yet, or none any more) into the row after the
+    /// event. Must not do I/O or read the clock. The row is changed in place
+    /// and the event handed over, so nothing is copied that can be moved.
+    fn apply(&self, row: &mut Option<Self::Row>, event: RecordedEvent);
 }
 
 /// Errors of a read model.
@@ -46,7 +51,7 @@ pub enum ProjectionError {
     #[error(transparent)]
     Store(#[from] StoreError),
     #[error("row {key:?} of read model {model} is unreadable: {source}")]
-    Row { model: &'static str, key: String, source: serde_json::Error },
+    Row { model: &'static str, key: String, source: postcard::Error },
 }
 
 impl From<sled::Error> for ProjectionError {
@@ -135,11 +140,10 @@ impl<P: Projection> ReadModel<P> {
         while let Some(event) = subscription.try_next()? {
             chunk.push(event);
             if chunk.len() == CHUNK {
-                folded += self.fold_chunk(&chunk)?;
-                chunk.clear();
+                folded += self.fold_chunk(std::mem::take(&mut chunk))?;
             }
         }
-        folded += self.fold_chunk(&chunk)?;
+        folded += self.fold_chunk(chunk)?;
         Ok(folded as u64)
     }
 
@@ -163,27 +167,30 @@ impl<P: Projection> ReadModel<P> {
                     None => break,
                 }
             }
-            self.fold_chunk(&chunk)?;
+            self.fold_chunk(chunk)?;
         }
     }
 
     /// Folds events (all after the checkpoint, in order) and stores the changed
     /// rows with the new checkpoint atomically.
-    fn fold_chunk(&self, events: &[RecordedEvent]) -> Result<usize, ProjectionError> {
-        let Some(last) = events.last() else {
+    fn fold_chunk(&self, events: Vec<RecordedEvent>) -> Result<usize, ProjectionError> {
+        let Some(last) = events.last().map(|event| event.position) else {
             return Ok(0);
         };
+        let count = events.len();
         let mut touched: HashMap<String, Option<P::Row>> = HashMap::new();
         for event in events {
-            let Some(key) = self.projection.key(event) else {
+            let Some(key) = self.projection.key(&event).map(str::to_owned) else {
                 continue;
             };
-            let row = match touched.remove(key) {
-                Some(row) => row,
-                None => self.get(key)?,
+            let row = match touched.entry(key) {
+                Entry::Occupied(entry) => entry.into_mut(),
+                Entry::Vacant(entry) => {
+                    let stored = self.get(entry.key())?;
+                    entry.insert(stored)
+                }
             };
-            let row = self.projection.apply(row, event);
-            touched.insert(key.to_owned(), row);
+            self.projection.apply(row, event);
         }
         let mut batch = sled::Batch::default();
         for (key, row) in touched {
@@ -192,10 +199,10 @@ impl<P: Projection> ReadModel<P> {
                 None => batch.remove(row_key(&key)),
             }
         }
-        batch.insert(CHECKPOINT, checkpoint_value(last.position, P::VERSION));
+        batch.insert(CHECKPOINT, checkpoint_value(last, P::VERSION));
         self.tree.apply_batch(batch)?;
-        self.checkpoint.send_replace(last.position);
-        Ok(events.len())
+        self.checkpoint.send_replace(last);
+        Ok(count)
     }
 
     /// Throws the stored rows away and folds the whole log again, in memory, then
@@ -209,35 +216,56 @@ impl<P: Projection> ReadModel<P> {
         let mut last = 0;
         let mut count = 0u64;
         log.scan(0, &mut |event| {
+            last = event.position;
+            count += 1;
             if let Some(key) = self.projection.key(&event) {
                 // Look up by the borrowed key; allocate one only for a new row.
                 match rows.get_mut(key) {
-                    Some(slot) => *slot = self.projection.apply(slot.take(), &event),
+                    Some(row) => self.projection.apply(row, event),
                     None => {
-                        let row = self.projection.apply(None, &event);
-                        rows.insert(key.to_owned(), row);
+                        let key = key.to_owned();
+                        let mut row = None;
+                        self.projection.apply(&mut row, event);
+                        rows.insert(key, row);
                     }
                 }
             }
-            last = event.position;
-            count += 1;
             if count.is_multiple_of(65_536) {
                 progress(last);
             }
             Ok(())
         })?;
         progress(last);
-        // Rows first, the checkpoint last: a rebuild cut short leaves rows
-        // without a checkpoint, which `open` clears (version 0).
-        self.tree.clear()?;
+        // The checkpoint goes first and comes back last: a rebuild cut short
+        // leaves rows without a checkpoint, which `open` clears (version 0).
+        self.tree.remove(CHECKPOINT)?;
         let mut rows: Vec<(String, P::Row)> =
             rows.into_iter().filter_map(|(key, row)| Some((key, row?))).collect();
         // In key order, each writer fills its own leaves from left to right.
         rows.sort_unstable_by(|(left, _), (right, _)| left.cmp(right));
+        self.remove_rows_not_in(&rows)?;
         self.write_rows(&rows)?;
         self.tree.insert(CHECKPOINT, checkpoint_value(last, P::VERSION))?;
         self.checkpoint.send_replace(last);
         Ok(count)
+    }
+
+    /// Removes the stored rows whose keys are not among `rows` (sorted by
+    /// key). Rows that stay are overwritten in place, which costs sled far less
+    /// than removing every row and inserting it again.
+    fn remove_rows_not_in(&self, rows: &[(String, P::Row)]) -> Result<(), ProjectionError> {
+        let mut stale = Vec::new();
+        for key in self.tree.range(vec![ROW]..vec![ROW + 1]).keys() {
+            let key = key?;
+            let name = &key[1..];
+            if rows.binary_search_by(|(row, _)| row.as_bytes().cmp(name)).is_err() {
+                stale.push(key);
+            }
+        }
+        for key in stale {
+            self.tree.remove(key)?;
+        }
+        Ok(())
     }
 
     /// Encodes and stores rows on every core: sled 0.34 copies a leaf on each
@@ -272,7 +300,7 @@ impl<P: Projection> ReadModel<P> {
     }
 
     fn decode(&self, key: &str, bytes: &[u8]) -> Result<P::Row, ProjectionError> {
-        serde_json::from_slice(bytes).map_err(|source| ProjectionError::Row {
+        postcard::from_bytes(bytes).map_err(|source| ProjectionError::Row {
             model: P::NAME,
             key: key.to_owned(),
             source,
@@ -280,7 +308,7 @@ impl<P: Projection> ReadModel<P> {
     }
 
     fn encode(&self, key: &str, row: &P::Row) -> Result<Vec<u8>, ProjectionError> {
-        serde_json::to_vec(row).map_err(|source| ProjectionError::Row {
+        postcard::to_stdvec(row).map_err(|source| ProjectionError::Row {
             model: P::NAME,
             key: key.to_owned(),
             source,
@@ -369,4 +397,58 @@ fn digest_rows(tree: &sled::Tree) -> Result<String, ProjectionError> {
         hasher.update(&value);
     }
     Ok(hex::encode(hasher.finalize()))
+}
+
+#[cfg(test)]
+mod tests {
+    use bus_schema::{Actor, ActorKind, CustomerRegistered, EventEnvelope, EventPayload, StreamId};
+
+    use super::*;
+    use crate::MemoryEventLog;
+    use crate::customer360::Customer360Projection;
+
+    fn registered(id: &str) -> EventEnvelope {
+        let stream = StreamId::customer(id).unwrap_or_else(|error| panic!("{error}"));
+        EventEnvelope::new(
+            stream,
+            Actor::new(ActorKind::Human, "alice"),
+            EventPayload::CustomerRegistered(CustomerRegistered {
+                customer_id: id.into(),
+                name: format!("Customer {id}"),
+                email: String::new(),
+                phone: String::new(),
+                company: "Acme".into(),
+                owner: "alice".into(),
+                stage: String::new(),
+            }),
+        )
+    }
+
+    #[tokio::test]
+    async fn a_rebuild_keeps_only_the_rows_the_log_makes() -> Result<(), Box<dyn std::error::Error>>
+    {
+        let log: Arc<dyn EventLog> = Arc::new(MemoryEventLog::new());
+        for id in ["c1", "c3"] {
+            let event = registered(id);
+            log.append(&event.stream.clone(), bus_schema::ExpectedRevision::NoStream, vec![event])
+                .await?;
+        }
+        let db = sled::Config::new().temporary(true).open()?;
+        let model = ReadModel::open(&db, Customer360Projection)?;
+        // Rows a rebuild must drop, before, between and after the real ones.
+        for ghost in ["c0", "c2", "c9"] {
+            model.tree.insert(row_key(ghost), b"{}".to_vec())?;
+        }
+        model.rebuild(&log, &mut |_| {})?;
+        let keys: Vec<String> =
+            model.rows_after(None).map(|row| row.map(|(key, _)| key)).collect::<Result<_, _>>()?;
+        assert_eq!(keys, ["c1", "c3"]);
+        assert_eq!(model.checkpoint(), 2);
+
+        let fresh_db = sled::Config::new().temporary(true).open()?;
+        let fresh = ReadModel::open(&fresh_db, Customer360Projection)?;
+        fresh.rebuild(&log, &mut |_| {})?;
+        assert_eq!(fresh.digest()?, model.digest()?);
+        Ok(())
+    }
 }
