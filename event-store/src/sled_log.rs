@@ -58,7 +58,7 @@ const INDEXED: &[u8] = b"X";
 /// The write-ahead log's directory inside the data directory.
 const WAL_DIR: &str = "wal";
 /// How often sled's own files are made to hold everything (then the
-/// write-ahead segments before are dropped).
+/// write-ahead segments before are retired); sooner when a segment is full.
 const CHECKPOINT_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
 /// The most requests one writer batch takes.
 const MAX_BATCH: usize = 2048;
@@ -936,7 +936,7 @@ impl Flusher {
                     let _ = self.index_sender.send(commit.index);
                 }
             }
-            if self.last_checkpoint.elapsed() >= CHECKPOINT_EVERY
+            if (self.last_checkpoint.elapsed() >= CHECKPOINT_EVERY || self.wal.is_full())
                 && let Err(error) = self.checkpoint()
             {
                 tracing::warn!(error = %error, "Rotating the write-ahead log failed");
@@ -963,8 +963,8 @@ impl Flusher {
     }
 }
 
-/// Makes sled's files durable and deletes the write-ahead segments they now
-/// cover, on its own thread: sled's `flush()` takes tens of milliseconds under
+/// Makes sled's files durable and retires the write-ahead segments they now
+/// cover (kept as spares or deleted), on its own thread: sled's `flush()` takes tens of milliseconds under
 /// load, and group commits go on meanwhile. On close it finishes the last
 /// checkpoint before the log is closed.
 struct Checkpointer {
@@ -992,16 +992,7 @@ impl Checkpointer {
         if let Some(file) = &self.data_file {
             file.sync_data()?;
         }
-        for path in covered {
-            // A segment may be listed by two rotations when a checkpoint failed.
-            match std::fs::remove_file(path) {
-                Err(error) if error.kind() != std::io::ErrorKind::NotFound => {
-                    return Err(error.into());
-                }
-                _ => {}
-            }
-        }
-        Ok(())
+        crate::wal::retire(covered)
     }
 }
 
