@@ -83,10 +83,14 @@ pub(crate) struct Wal {
 }
 
 impl Wal {
-    /// Starts a new segment after any that exist.
+    /// Starts a new segment after any that exist. Its id is above every id a
+    /// segment or spare ever had here, so no frame left in a spare can pass
+    /// its checksum.
     pub(crate) fn create(dir: &Path, sync: bool) -> Result<Self, StoreError> {
         std::fs::create_dir_all(dir)?;
-        let id = segments(dir)?.last().map_or(1, |(id, _, _)| id + 1);
+        let last_segment = segments(dir)?.last().map_or(0, |(id, _, _)| *id);
+        let last_spare = spares(dir)?.iter().filter_map(|path| spare_id(path)).max().unwrap_or(0);
+        let id = last_segment.max(last_spare) + 1;
         let file = open_segment(dir, id, sync)?;
         Ok(Self { dir: dir.to_owned(), file, id, sync, frame: Vec::new(), written: 0 })
     }
@@ -187,6 +191,11 @@ fn prepare_spare(segment: &Path, spare: &Path) -> io::Result<()> {
     }
     file.sync_all()?;
     std::fs::rename(segment, spare)
+}
+
+/// The id a spare had as a segment (`spare-<id>.wal`).
+fn spare_id(path: &Path) -> Option<u64> {
+    path.file_name()?.to_str()?.strip_prefix(SPARE_PREFIX)?.strip_suffix(".wal")?.parse().ok()
 }
 
 /// The spare segments in `dir`.
@@ -361,6 +370,34 @@ mod tests {
         assert_eq!(frames, 1);
         assert_eq!(events.get(b"c").unwrap().unwrap().as_ref(), b"3");
         assert!(events.get(b"b").unwrap().is_none(), "a frame of the old segment was replayed");
+    }
+
+    #[test]
+    fn after_a_restart_a_spare_is_reused_under_a_new_id() {
+        let dir = tempfile::tempdir().unwrap();
+        let wal_dir = dir.path().join("wal");
+        let batch = |key: &[u8], value: &[u8]| {
+            let mut batch = WalBatch::default();
+            batch.insert(WalTree::Events, key, value);
+            batch
+        };
+        {
+            let mut wal = Wal::create(&wal_dir, true).unwrap();
+            wal.append([&batch(b"a", b"1"), &batch(b"b", b"1")].into_iter()).unwrap();
+            let first = wal.rotate().unwrap();
+            retire(&first).unwrap();
+            // Opening the log replays and then deletes every segment.
+            std::fs::remove_file(wal_dir.join(format!("{:020}.wal", wal.id))).unwrap();
+        }
+        assert_eq!(spares(&wal_dir).unwrap().len(), 1);
+        let mut wal = Wal::create(&wal_dir, true).unwrap();
+        assert!(wal.id > 1, "segment 1's frames would replay from the spare");
+        wal.append([&batch(b"c", b"3")].into_iter()).unwrap();
+
+        let db = sled::Config::new().temporary(true).open().unwrap();
+        let (events, intake) = (db.open_tree("e").unwrap(), db.open_tree("i").unwrap());
+        assert_eq!(replay(&wal_dir, &events, &intake).unwrap().0, 1);
+        assert!(events.get(b"b").unwrap().is_none());
     }
 
     #[test]
