@@ -13,9 +13,13 @@ use crate::sources::{
     DEFAULT_SOURCE, DELIVERIES_TABLE, Deliveries, SOURCES_TABLE, SourceError, Sources,
 };
 
-/// Shared, cheaply cloneable handler state.
+/// Shared handler state: one reference count to clone per request (axum
+/// clones the state for every extractor and middleware that asks for it).
 #[derive(Clone)]
-pub struct AppState {
+pub struct AppState(Arc<Handles>);
+
+/// What the handlers reach through [`AppState`].
+pub struct Handles {
     pub bus: Arc<dyn Bus>,
     pub intake: Arc<dyn Intake>,
     pub read_models: Arc<ReadModels>,
@@ -57,7 +61,7 @@ impl AppState {
         local: LocalState,
         config: GatewayConfig,
     ) -> Self {
-        Self {
+        Self(Arc::new(Handles {
             bus,
             intake,
             read_models,
@@ -66,6 +70,14 @@ impl AppState {
             deliveries: local.deliveries,
             keys: local.keys,
             config: Arc::new(config),
-        }
+        }))
+    }
+}
+
+impl std::ops::Deref for AppState {
+    type Target = Handles;
+
+    fn deref(&self) -> &Handles {
+        &self.0
     }
 }
