@@ -127,14 +127,14 @@ fn decode_envelope(position: u64, envelope: &[u8]) -> Result<RecordedEvent, Stor
 }
 
 /// Packs encoded records (in position order) into one stored value.
-pub fn pack(records: &[Vec<u8>]) -> Vec<u8> {
-    if let [record] = records {
-        return record.clone();
+pub fn pack(mut records: Vec<Vec<u8>>) -> Vec<u8> {
+    if records.len() == 1 {
+        return records.pop().unwrap_or_default();
     }
     let size = records.iter().map(|record| 4 + record.len()).sum::<usize>();
     let mut value = Vec::with_capacity(1 + size);
     value.push(BLOCK);
-    for record in records {
+    for record in &records {
         // Records are events of at most a few megabytes, far below 4 GiB.
         let length = u32::try_from(record.len()).unwrap_or(u32::MAX);
         value.extend_from_slice(&length.to_be_bytes());
@@ -208,11 +208,11 @@ mod tests {
         let first = StoredRecord::seal(7, [3; 32], vec![1, 2, 3]);
         let second = StoredRecord::seal(8, first.hash, vec![4, 5]);
         let (first, second) = (first.encode(), second.encode());
-        let block = pack(&[first.clone(), second.clone()]);
+        let block = pack(vec![first.clone(), second.clone()]);
         let records = unpack(7, &block).unwrap();
         assert_eq!(records, vec![(7, &first[..]), (8, &second[..])]);
         // One record is stored bare, as records always were.
-        assert_eq!(pack(std::slice::from_ref(&first)), first);
+        assert_eq!(pack(vec![first.clone()]), first);
         assert_eq!(unpack(7, &first).unwrap(), vec![(7, &first[..])]);
         for cut in [1, 3, block.len() - 1] {
             assert!(

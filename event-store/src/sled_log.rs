@@ -417,7 +417,7 @@ impl SledEventLog {
                 },
             )
             .collect();
-        let value = if records.is_empty() { bytes.to_vec() } else { crate::record::pack(&records) };
+        let value = if records.is_empty() { bytes.to_vec() } else { crate::record::pack(records) };
         self.shared.tree.insert(key, value)?;
         self.db.flush()?;
         Ok(())
@@ -723,7 +723,7 @@ impl Writer {
         }
         let mut failure = None;
         if self.head != start_head {
-            let mut writes = blocks(&pending.records);
+            let mut writes = blocks(pending.records);
             let mut head_value = self.head.to_be_bytes().to_vec();
             head_value.extend_from_slice(&self.head_hash);
             writes.push((HEAD.to_vec(), head_value));
@@ -1066,7 +1066,7 @@ fn recover(
             if kept.is_empty() {
                 tree.remove(&last)?;
             } else {
-                tree.insert(&last, crate::record::pack(&kept))?;
+                tree.insert(&last, crate::record::pack(kept))?;
             }
         }
     }
@@ -1234,23 +1234,23 @@ const BLOCK_BYTES: usize = 3 * 1024;
 
 /// A group's records as the writes that store them: blocks of consecutive
 /// records, each under the key of its first.
-fn blocks(records: &[(u64, Vec<u8>)]) -> Vec<(Vec<u8>, Vec<u8>)> {
+fn blocks(records: Vec<(u64, Vec<u8>)>) -> Vec<(Vec<u8>, Vec<u8>)> {
     let mut writes = Vec::new();
-    let mut start = 0;
-    while start < records.len() {
-        let mut end = start + 1;
-        let mut bytes = records[start].1.len();
-        while end < records.len()
-            && end - start < BLOCK_RECORDS
-            && bytes + records[end].1.len() <= BLOCK_BYTES
-        {
-            bytes += records[end].1.len();
-            end += 1;
+    let mut block: Vec<Vec<u8>> = Vec::new();
+    let (mut first, mut bytes) = (0, 0);
+    for (position, record) in records {
+        let full = block.len() == BLOCK_RECORDS || bytes + record.len() > BLOCK_BYTES;
+        if !block.is_empty() && full {
+            writes.push((record_key(first), crate::record::pack(std::mem::take(&mut block))));
         }
-        let group: Vec<Vec<u8>> =
-            records[start..end].iter().map(|(_, bytes)| bytes.clone()).collect();
-        writes.push((record_key(records[start].0), crate::record::pack(&group)));
-        start = end;
+        if block.is_empty() {
+            (first, bytes) = (position, 0);
+        }
+        bytes += record.len();
+        block.push(record);
+    }
+    if !block.is_empty() {
+        writes.push((record_key(first), crate::record::pack(block)));
     }
     writes
 }
