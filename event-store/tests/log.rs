@@ -287,13 +287,18 @@ async fn a_changed_byte_breaks_verify_at_that_position() {
             .unwrap();
     }
     assert!(matches!(verify(&log).unwrap(), Verdict::Intact { records: 10, head: 10, .. }));
-    let (_, record) = log.raw_records(6).next().unwrap().unwrap();
+    change_one_byte_and_verify(&log, 6);
+}
+
+/// Flips one byte of the stored record at `at` and expects `verify` to name it.
+fn change_one_byte_and_verify(log: &SledEventLog, at: u64) {
+    let (_, record) = log.raw_records(at).next().unwrap().unwrap();
     let mut bytes = record.encode();
     let last = bytes.len() - 3;
     bytes[last] ^= 0x01;
-    log.overwrite_record_for_test(6, &bytes).unwrap();
-    match verify(&log).unwrap() {
-        Verdict::Broken { position, .. } => assert_eq!(position, 6),
+    log.overwrite_record_for_test(at, &bytes).unwrap();
+    match verify(log).unwrap() {
+        Verdict::Broken { position, .. } => assert_eq!(position, at),
         intact => panic!("tampering went unnoticed: {intact:?}"),
     }
 }
@@ -497,13 +502,28 @@ async fn records_of_one_group_are_read_tampered_and_recovered_one_by_one() {
     assert!(matches!(verify(&log).unwrap(), Verdict::Intact { records: 151, head: 151, .. }));
 
     // A changed byte inside a block is found, and named, at its own record.
-    let (_, record) = log.raw_records(100).next().unwrap().unwrap();
-    let mut bytes = record.encode();
-    let last = bytes.len() - 3;
-    bytes[last] ^= 0x01;
-    log.overwrite_record_for_test(100, &bytes).unwrap();
-    match verify(&log).unwrap() {
-        Verdict::Broken { position, .. } => assert_eq!(position, 100),
-        intact => panic!("tampering went unnoticed: {intact:?}"),
+    change_one_byte_and_verify(&log, 100);
+}
+
+#[tokio::test]
+async fn a_rebuild_keeps_only_the_rows_the_log_makes() {
+    let log: Arc<dyn EventLog> = Arc::new(MemoryEventLog::new());
+    for id in ["c1", "c3"] {
+        log.append(&customer(id), ExpectedRevision::NoStream, vec![registered(id)]).await.unwrap();
     }
+    let db = sled::Config::new().temporary(true).open().unwrap();
+    let models = ReadModels::open(&db).unwrap();
+    // Rows a rebuild must drop, before, between and after the real ones.
+    let rows = db.open_tree("rm.customer360").unwrap();
+    for ghost in ["c0", "c2", "c9"] {
+        rows.insert([&b"R"[..], ghost.as_bytes()].concat(), b"{}".to_vec()).unwrap();
+    }
+    models.customer360.rebuild(&log, &mut |_| {}).unwrap();
+    let keys: Vec<String> = models.customer360.rows_after(None).map(|row| row.unwrap().0).collect();
+    assert_eq!(keys, ["c1", "c3"]);
+    assert_eq!(models.customer360.checkpoint(), 2);
+
+    let fresh = ReadModels::temporary().unwrap();
+    fresh.customer360.rebuild(&log, &mut |_| {}).unwrap();
+    assert_eq!(fresh.customer360.digest().unwrap(), models.customer360.digest().unwrap());
 }
