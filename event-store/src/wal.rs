@@ -166,7 +166,11 @@ pub(crate) fn retire(covered: &[PathBuf]) -> Result<(), StoreError> {
             name.ends_with(".wal").then(|| dir.join(format!("{SPARE_PREFIX}{name}")))
         });
         let result = match spare {
-            Some(spare) if spares(dir)?.len() < SPARES => prepare_spare(path, &spare),
+            // An empty segment (a run that wrote nothing, such as `verify`)
+            // is not worth 16 MiB of zeros.
+            Some(spare) if spares(dir)?.len() < SPARES && !is_empty_file(path) => {
+                prepare_spare(path, &spare)
+            }
             _ => std::fs::remove_file(path),
         };
         match result {
@@ -176,6 +180,10 @@ pub(crate) fn retire(covered: &[PathBuf]) -> Result<(), StoreError> {
         }
     }
     Ok(())
+}
+
+fn is_empty_file(path: &Path) -> bool {
+    std::fs::metadata(path).is_ok_and(|metadata| metadata.len() == 0)
 }
 
 fn prepare_spare(segment: &Path, spare: &Path) -> io::Result<()> {
@@ -398,6 +406,17 @@ mod tests {
         let (events, intake) = (db.open_tree("e").unwrap(), db.open_tree("i").unwrap());
         assert_eq!(replay(&wal_dir, &events, &intake).unwrap().0, 1);
         assert!(events.get(b"b").unwrap().is_none());
+    }
+
+    #[test]
+    fn an_empty_segment_is_deleted_not_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        let wal_dir = dir.path().join("wal");
+        let mut wal = Wal::create(&wal_dir, true).unwrap();
+        let covered = wal.rotate().unwrap();
+        retire(&covered).unwrap();
+        assert!(spares(&wal_dir).unwrap().is_empty());
+        assert_eq!(segments(&wal_dir).unwrap().len(), 1, "only the open segment is left");
     }
 
     #[test]
