@@ -527,3 +527,36 @@ async fn a_rebuild_keeps_only_the_rows_the_log_makes() {
     fresh.customer360.rebuild(&log, &mut |_| {}).unwrap();
     assert_eq!(fresh.customer360.digest().unwrap(), models.customer360.digest().unwrap());
 }
+
+#[tokio::test]
+async fn a_block_reaching_past_the_head_is_cut_back_to_it_on_open() {
+    let dir = tempfile::tempdir().unwrap();
+    let second_hash = {
+        let log = SledEventLog::open(dir.path(), SledOptions::default()).unwrap();
+        let events = (0..3).map(|n| interaction("c1", n)).collect();
+        log.append(&customer("c1"), ExpectedRevision::Any, events).await.unwrap();
+        let (_, second) = log.raw_records(2).next().unwrap().unwrap();
+        log.close().unwrap();
+        second.hash
+    };
+    // A head that stops inside the block, as if its last records were never
+    // acknowledged (and no high-water mark says otherwise).
+    std::fs::remove_file(dir.path().join("agentcrm-log-head")).unwrap();
+    {
+        let db = sled::open(dir.path()).unwrap();
+        let mut head = 2u64.to_be_bytes().to_vec();
+        head.extend_from_slice(&second_hash);
+        db.open_tree("events").unwrap().insert(b"H", head).unwrap();
+        db.flush().unwrap();
+    }
+    let log = SledEventLog::open(dir.path(), SledOptions::default()).unwrap();
+    assert_eq!(log.head(), 2);
+    assert_eq!(log.raw_records(0).count(), 2, "the record past the head is gone");
+    assert!(matches!(verify(&log).unwrap(), Verdict::Intact { records: 2, head: 2, .. }));
+    let next = log
+        .append(&customer("c1"), ExpectedRevision::Any, vec![interaction("c1", 9)])
+        .await
+        .unwrap();
+    assert_eq!(next.positions, [3]);
+    assert!(matches!(verify(&log).unwrap(), Verdict::Intact { records: 3, head: 3, .. }));
+}
