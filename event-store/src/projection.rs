@@ -2,9 +2,8 @@
 //!
 //! A projection is a pure fold: given a row (or none) and an event, it makes
 //! the new row. No I/O, no clock, no randomness, so replaying the log always
-//! reproduces the same rows byte for byte. Rows are stored in postcard (a
-//! compact serde format: a 360 row of ten interactions encodes and decodes
-//! several times faster than as JSON). The runner stores each batch of rows
+//! reproduces the same rows byte for byte. Rows are stored in postcard, a
+//! compact binary serde format. The runner stores each batch of rows
 //! together with the checkpoint (the last position folded) in one atomic sled
 //! batch, so after a crash a read model resumes exactly where its state is.
 
@@ -205,8 +204,8 @@ impl<P: Projection> ReadModel<P> {
         Ok(count)
     }
 
-    /// Throws the stored rows away and folds the whole log again, in memory, then
-    /// writes the result. `progress` is told the position reached now and then.
+    /// Folds the whole log again, in memory, then stores the result in place
+    /// of the stored rows. `progress` is told the position reached now and then.
     pub fn rebuild(
         &self,
         log: &Arc<dyn EventLog>,

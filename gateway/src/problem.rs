@@ -221,7 +221,6 @@ pub fn require_json(headers: &axum::http::HeaderMap) -> Result<(), Problem> {
     }
 }
 
-/// The body as bytes, with the size limit turned into 413.
 /// The body of a JSON request, parsed: the body within the limit (413), a JSON
 /// content type (415), then the fields (400 naming the one at fault).
 pub fn json_body<T: serde::de::DeserializeOwned>(
@@ -233,6 +232,7 @@ pub fn json_body<T: serde::de::DeserializeOwned>(
     parse_json(&body)
 }
 
+/// The body as bytes, with the size limit turned into 413.
 pub fn body_bytes(
     body: Result<axum::body::Bytes, axum::extract::rejection::BytesRejection>,
 ) -> Result<axum::body::Bytes, Problem> {
