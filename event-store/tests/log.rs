@@ -51,6 +51,15 @@ fn interaction(id: &str, n: usize) -> EventEnvelope {
     )
 }
 
+/// Appends interactions `ns` of customer `c1`, one append (one group) each.
+async fn append_one_by_one(log: &dyn EventLog, ns: std::ops::Range<usize>) {
+    for n in ns {
+        log.append(&customer("c1"), ExpectedRevision::Any, vec![interaction("c1", n)])
+            .await
+            .unwrap();
+    }
+}
+
 fn activity(id: &str) -> EventEnvelope {
     EventEnvelope::new(
         customer(id),
@@ -251,19 +260,11 @@ async fn concurrent_writers_never_lose_an_update() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn catch_up_subscription_switches_to_live_without_gap_or_duplicate() {
     for (name, _dir, log) in logs() {
-        for n in 0..300 {
-            log.append(&customer("c1"), ExpectedRevision::Any, vec![interaction("c1", n)])
-                .await
-                .unwrap();
-        }
+        append_one_by_one(&*log, 0..300).await;
         let writer = {
             let log = log.clone();
             tokio::spawn(async move {
-                for n in 300..600 {
-                    log.append(&customer("c1"), ExpectedRevision::Any, vec![interaction("c1", n)])
-                        .await
-                        .unwrap();
-                }
+                append_one_by_one(&*log, 300..600).await;
             })
         };
         let mut subscription = CatchUpSubscription::new(log.clone(), 0);
@@ -281,11 +282,7 @@ async fn catch_up_subscription_switches_to_live_without_gap_or_duplicate() {
 #[tokio::test]
 async fn a_changed_byte_breaks_verify_at_that_position() {
     let (_dir, log) = sled_log();
-    for n in 0..10 {
-        log.append(&customer("c1"), ExpectedRevision::Any, vec![interaction("c1", n)])
-            .await
-            .unwrap();
-    }
+    append_one_by_one(&*log, 0..10).await;
     assert!(matches!(verify(&log).unwrap(), Verdict::Intact { records: 10, head: 10, .. }));
     change_one_byte_and_verify(&log, 6);
 }
@@ -363,11 +360,7 @@ async fn a_log_shorter_than_what_was_durable_is_refused() {
     let dir = tempfile::tempdir().unwrap();
     {
         let log = SledEventLog::open(dir.path(), SledOptions::default()).unwrap();
-        for n in 0..10 {
-            log.append(&customer("c1"), ExpectedRevision::Any, vec![interaction("c1", n)])
-                .await
-                .unwrap();
-        }
+        append_one_by_one(&log, 0..10).await;
         log.close().unwrap();
     }
     // sled opens an emptied data file as an empty database.
@@ -388,11 +381,7 @@ async fn indexes_lost_in_a_crash_are_rebuilt_on_open() {
     {
         let log = SledEventLog::open(dir.path(), SledOptions::default()).unwrap();
         log.append(&customer("c1"), ExpectedRevision::NoStream, vec![first.clone()]).await.unwrap();
-        for n in 0..20 {
-            log.append(&customer("c1"), ExpectedRevision::Any, vec![interaction("c1", n)])
-                .await
-                .unwrap();
-        }
+        append_one_by_one(&log, 0..20).await;
         log.close().unwrap();
     }
     // Drop every index entry and the index checkpoint, as if the indexer never ran.
@@ -424,11 +413,7 @@ async fn the_front_of_an_unacknowledged_group_is_dropped_on_open() {
     let dir = tempfile::tempdir().unwrap();
     {
         let log = SledEventLog::open(dir.path(), SledOptions::default()).unwrap();
-        for n in 0..3 {
-            log.append(&customer("c1"), ExpectedRevision::Any, vec![interaction("c1", n)])
-                .await
-                .unwrap();
-        }
+        append_one_by_one(&log, 0..3).await;
         log.enqueue_intake(uuid::Uuid::now_v7(), Some(b"d1".to_vec()), b"first".to_vec())
             .await
             .unwrap();
