@@ -1079,10 +1079,8 @@ fn recover(
         db.flush()?;
         File::open(path.join("db"))?.sync_data()?;
     }
-    for segment in segments {
-        std::fs::remove_file(segment)?;
-    }
-    Ok(())
+    // sled now holds what they held (flushed above when they held anything).
+    crate::wal::retire(&segments)
 }
 
 /// A small file beside sled's that remembers how far the log was durable.
