@@ -180,11 +180,16 @@ async fn sigkill_during_a_burst_loses_no_acknowledged_webhook() {
     let client = reqwest::Client::new();
     let url = node.url("/crm/webhooks/interaction");
     let acknowledged: Arc<Mutex<HashMap<String, String>>> = Arc::default();
+    // What else the senders saw before the kill, for the failure message.
+    let refused: Arc<Mutex<HashMap<String, usize>>> = Arc::default();
+    let killed = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let mut senders = Vec::new();
     for sender in 0..8 {
         let (client, url, secret, acknowledged) =
             (client.clone(), url.clone(), node.default_secret.clone(), acknowledged.clone());
+        let (refused, killed) = (refused.clone(), killed.clone());
         senders.push(tokio::spawn(async move {
+            let refuse = |what: String| *refused.lock().unwrap().entry(what).or_default() += 1;
             for sequence in 0..100_000 {
                 let id = format!("burst_{sender}_{sequence}");
                 let body = json!({"event_type": "interaction", "data": {
@@ -201,11 +206,26 @@ async fn sigkill_during_a_burst_loses_no_acknowledged_webhook() {
                     .body(bytes)
                     .send()
                     .await;
-                let Ok(response) = sent else { return };
+                let response = match sent {
+                    Ok(response) => response,
+                    Err(_) if killed.load(std::sync::atomic::Ordering::SeqCst) => return,
+                    Err(error) => {
+                        refuse(format!("send: {error}"));
+                        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+                        continue;
+                    }
+                };
                 if !response.status().is_success() {
+                    refuse(format!("status {}", response.status()));
                     continue;
                 }
-                let Ok(answer) = response.json::<serde_json::Value>().await else { return };
+                let Ok(answer) = response.json::<serde_json::Value>().await else {
+                    if killed.load(std::sync::atomic::Ordering::SeqCst) {
+                        return;
+                    }
+                    refuse("an unreadable answer".into());
+                    continue;
+                };
                 let event_id = answer["event_id"].as_str().unwrap().to_owned();
                 acknowledged.lock().unwrap().insert(id, event_id);
             }
@@ -218,12 +238,14 @@ async fn sigkill_during_a_burst_loses_no_acknowledged_webhook() {
     while acknowledged.lock().unwrap().len() < 200 && std::time::Instant::now() < burst_deadline {
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     }
+    killed.store(true, std::sync::atomic::Ordering::SeqCst);
     node.kill9();
     for sender in senders {
         sender.await.unwrap();
     }
     let acknowledged = acknowledged.lock().unwrap().clone();
-    assert!(acknowledged.len() > 100, "too few acknowledged: {}", acknowledged.len());
+    let refused = refused.lock().unwrap().clone();
+    assert!(acknowledged.len() > 100, "too few acknowledged: {}; {refused:?}", acknowledged.len());
 
     // Restart (recovery) and let the masking agent drain the intake: an item
     // whose masked event was appended just before the kill may come back to the

@@ -51,6 +51,8 @@ pub struct NatsServer {
     store: tempfile::TempDir,
     config: Option<PathBuf>,
     child: Option<Child>,
+    /// Whether it listened once: a restart must keep the port.
+    started: bool,
 }
 
 impl NatsServer {
@@ -80,6 +82,7 @@ impl NatsServer {
             store,
             config: config.map(Path::to_path_buf),
             child: None,
+            started: false,
         };
         server.spawn();
         Some(server)
@@ -97,17 +100,42 @@ impl NatsServer {
         self.store.path()
     }
 
+    /// Starts the server on its port and waits until it listens. A fresh
+    /// server whose port was taken meanwhile (another test may have got the
+    /// same free port) moves to a new one; a restart keeps its port.
     fn spawn(&mut self) {
-        let mut command = Command::new(&self.binary);
-        command.args(["-js", "-a", "127.0.0.1", "-p", &self.port.to_string(), "--store_dir"]);
-        command.arg(self.store.path());
-        if let Some(config) = &self.config {
-            command.arg("-c").arg(config);
+        let fresh = !self.started;
+        for _ in 0..5 {
+            let mut command = Command::new(&self.binary);
+            command.args(["-js", "-a", "127.0.0.1", "-p", &self.port.to_string(), "--store_dir"]);
+            command.arg(self.store.path());
+            if let Some(config) = &self.config {
+                command.arg("-c").arg(config);
+            }
+            let mut child = command
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .expect("spawn nats-server");
+            let deadline = Instant::now() + Duration::from_secs(20);
+            while Instant::now() < deadline {
+                if let Ok(Some(_)) = child.try_wait() {
+                    break;
+                }
+                if std::net::TcpStream::connect(("127.0.0.1", self.port)).is_ok() {
+                    self.child = Some(child);
+                    self.started = true;
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            let _ = child.kill();
+            let _ = child.wait();
+            if fresh {
+                self.port = free_port();
+            }
         }
-        let child =
-            command.stdout(Stdio::null()).stderr(Stdio::null()).spawn().expect("spawn nats-server");
-        self.child = Some(child);
-        wait_for_port(self.port, Duration::from_secs(10));
+        panic!("nats-server did not start listening on 127.0.0.1:{}", self.port);
     }
 
     /// SIGKILLs the server (no clean shutdown).
