@@ -53,6 +53,10 @@ pub enum AppendError {
     /// A replicated event's position is not after the log's head.
     #[error("position {position} is not after the head {head}")]
     OutOfOrder { position: u64, head: u64 },
+    /// The intake holds as many bytes as it may keep waiting; nothing was
+    /// queued. Retry once the masking agent has caught up.
+    #[error("the intake backlog is full ({bytes} bytes wait for masking)")]
+    Backlog { bytes: usize },
     #[error(transparent)]
     Store(#[from] StoreError),
 }

@@ -45,7 +45,7 @@ use prost::Message as _;
 use tokio::sync::{mpsc, oneshot, watch};
 use uuid::Uuid;
 
-use crate::intake::{IntakeQueue, IntakeReceipt};
+use crate::intake::{IntakeQueue, IntakeReceipt, IntakeState};
 use crate::log::{AppendError, AppendOutcome, EventLog, StoreError, already_stored, check_events};
 use crate::record::{GENESIS_HASH, StoredRecord};
 use crate::wal::{Wal, WalBatch, WalTree};
@@ -149,7 +149,7 @@ enum Request {
     },
     Enqueue {
         event_id: Uuid,
-        dedupe_key: Option<Vec<u8>>,
+        deduplicate: bool,
         item: Vec<u8>,
         reply: Answer<IntakeReceipt>,
     },
@@ -235,7 +235,7 @@ pub struct SledEventLog {
     sender: Mutex<Option<mpsc::Sender<Request>>>,
     threads: Mutex<Vec<JoinHandle<()>>>,
     head_watch: watch::Receiver<u64>,
-    intake_tree: sled::Tree,
+    intake: Arc<IntakeState>,
     intake_watch: watch::Receiver<u64>,
 }
 
@@ -266,7 +266,8 @@ impl SledEventLog {
             poisoned: Mutex::new(None),
         });
         let (head_sender, head_watch) = watch::channel(head);
-        let intake_last = crate::intake::last_sequence(&intake_tree)?;
+        let (intake, intake_last) = IntakeState::load(intake_tree)?;
+        let intake = Arc::new(intake);
         let (intake_sender, intake_watch) = watch::channel(intake_last);
         let (sender, receiver) = mpsc::channel(8192);
         let (commits, commit_receiver) = std::sync::mpsc::channel();
@@ -275,7 +276,7 @@ impl SledEventLog {
 
         let writer = Writer {
             shared: shared.clone(),
-            intake: intake_tree.clone(),
+            intake: intake.clone(),
             head,
             head_hash,
             intake_last,
@@ -293,7 +294,7 @@ impl SledEventLog {
             checkpoints,
         };
         let indexer = Indexer { shared: shared.clone() };
-        let checkpointer = Checkpointer { db: db.clone(), data_file };
+        let checkpointer = Checkpointer { db: db.clone(), data_file, intake: intake.clone() };
         let threads = vec![
             std::thread::Builder::new()
                 .name("event-log-writer".into())
@@ -315,24 +316,26 @@ impl SledEventLog {
             sender: Mutex::new(Some(sender)),
             threads: Mutex::new(threads),
             head_watch,
-            intake_tree,
+            intake,
             intake_watch,
         })
     }
 
     /// The durable queue of raw intake that shares this log's group commit.
     pub fn intake(&self) -> IntakeQueue {
-        IntakeQueue::new(self.intake_tree.clone(), self.intake_watch.clone())
+        IntakeQueue::new(self.intake.clone(), self.intake_watch.clone())
     }
 
-    /// Durably queues one raw intake item; idempotent by `dedupe_key` (forever).
+    /// Durably queues one raw intake item. With `deduplicate`, an item whose
+    /// event id waits in the queue or is in the log already is not queued
+    /// again (forever: the masked event carries the item's event id).
     pub async fn enqueue_intake(
         &self,
         event_id: Uuid,
-        dedupe_key: Option<Vec<u8>>,
+        deduplicate: bool,
         item: Vec<u8>,
     ) -> Result<IntakeReceipt, AppendError> {
-        self.submit(|reply| Request::Enqueue { event_id, dedupe_key, item, reply }).await
+        self.submit(|reply| Request::Enqueue { event_id, deduplicate, item, reply }).await
     }
 
     pub fn db(&self) -> &sled::Db {
@@ -668,9 +671,6 @@ struct Pending {
     /// The group's encoded records, in position order, with their positions.
     records: Vec<(u64, Vec<u8>)>,
     wal: WalBatch,
-    /// Writes to the `intake` tree, in order.
-    intake_batch: Vec<(Vec<u8>, Vec<u8>)>,
-    intake_keys: HashMap<Vec<u8>, Uuid>,
     replies: Vec<Reply>,
     index: IndexEntries,
 }
@@ -678,7 +678,7 @@ struct Pending {
 /// The single writer: owns the tentative head while it builds a batch.
 struct Writer {
     shared: Arc<Shared>,
-    intake: sled::Tree,
+    intake: Arc<IntakeState>,
     head: u64,
     head_hash: [u8; 32],
     intake_last: u64,
@@ -704,7 +704,7 @@ impl Writer {
     }
 
     fn write_batch(&mut self, requests: Vec<Request>) -> Commit {
-        let (start_head, start_intake) = (self.head, self.intake_last);
+        let start_head = self.head;
         let mut pending = Pending::default();
         for request in requests {
             let reply = match request {
@@ -714,9 +714,9 @@ impl Writer {
                 Request::AppendAt { records, reply } => {
                     Reply::AppendAt(reply, self.stage_append_at(&mut pending, records))
                 }
-                Request::Enqueue { event_id, dedupe_key, item, reply } => Reply::Enqueue(
+                Request::Enqueue { event_id, deduplicate, item, reply } => Reply::Enqueue(
                     reply,
-                    self.stage_enqueue(&mut pending, event_id, dedupe_key, item),
+                    self.stage_enqueue(&mut pending, event_id, deduplicate, item),
                 ),
             };
             pending.replies.push(reply);
@@ -733,11 +733,6 @@ impl Writer {
             if let Err(error) = apply_in_order(&self.shared.tree, writes) {
                 failure = Some(error.to_string());
             }
-        }
-        if self.intake_last != start_intake
-            && let Err(error) = apply_in_order(&self.intake, pending.intake_batch)
-        {
-            failure = Some(error.to_string());
         }
         Commit {
             wal: pending.wal,
@@ -831,30 +826,20 @@ impl Writer {
         &mut self,
         pending: &mut Pending,
         event_id: Uuid,
-        dedupe_key: Option<Vec<u8>>,
+        deduplicate: bool,
         item: Vec<u8>,
     ) -> Result<IntakeReceipt, AppendError> {
-        if let Some(key) = &dedupe_key {
-            let known = match pending.intake_keys.get(key) {
-                Some(original) => Some(*original),
-                None => crate::intake::lookup_delivery(&self.intake, key)?,
-            };
-            if let Some(original) = known {
-                return Ok(IntakeReceipt { event_id: original, duplicate: true });
-            }
+        if deduplicate
+            && (self.intake.is_waiting(event_id) || self.known_position(event_id)?.is_some())
+        {
+            return Ok(IntakeReceipt { event_id, duplicate: true });
+        }
+        if self.intake.is_full(item.len()) {
+            return Err(AppendError::Backlog { bytes: crate::intake::MAX_WAITING_BYTES });
         }
         self.intake_last += 1;
-        crate::intake::stage(
-            &mut pending.intake_batch,
-            &mut pending.wal,
-            self.intake_last,
-            event_id,
-            dedupe_key.as_deref(),
-            item,
-        );
-        if let Some(key) = dedupe_key {
-            pending.intake_keys.insert(key, event_id);
-        }
+        let (key, value) = self.intake.add(self.intake_last, event_id, item);
+        pending.wal.insert(WalTree::Intake, &key, &value);
         Ok(IntakeReceipt { event_id, duplicate: false })
     }
 
@@ -879,8 +864,9 @@ struct Flusher {
     head_sender: watch::Sender<u64>,
     intake_sender: watch::Sender<u64>,
     index_sender: std::sync::mpsc::Sender<IndexEntries>,
-    /// Write-ahead segments that a checkpoint may delete once sled is durable.
-    checkpoints: std::sync::mpsc::Sender<Vec<PathBuf>>,
+    /// Write-ahead segments that a checkpoint may delete once sled is
+    /// durable, with the last intake sequence they hold.
+    checkpoints: std::sync::mpsc::Sender<(Vec<PathBuf>, u64)>,
 }
 
 impl Flusher {
@@ -957,8 +943,9 @@ impl Flusher {
     fn checkpoint(&mut self) -> Result<(), StoreError> {
         self.last_checkpoint = std::time::Instant::now();
         let covered = self.wal.rotate()?;
+        let intake_last = *self.intake_sender.borrow();
         // The checkpointer lives until the flusher is gone.
-        let _ = self.checkpoints.send(covered);
+        let _ = self.checkpoints.send((covered, intake_last));
         Ok(())
     }
 }
@@ -970,16 +957,17 @@ impl Flusher {
 struct Checkpointer {
     db: sled::Db,
     data_file: Option<File>,
+    intake: Arc<IntakeState>,
 }
 
 impl Checkpointer {
-    fn run(self, rotations: std::sync::mpsc::Receiver<Vec<PathBuf>>) {
-        while let Ok(first) = rotations.recv() {
-            let mut covered = first;
-            for more in rotations.try_iter() {
+    fn run(self, rotations: std::sync::mpsc::Receiver<(Vec<PathBuf>, u64)>) {
+        while let Ok((mut covered, mut intake_last)) = rotations.recv() {
+            for (more, last) in rotations.try_iter() {
                 covered.extend(more);
+                intake_last = last;
             }
-            if let Err(error) = self.checkpoint(&covered) {
+            if let Err(error) = self.checkpoint(&covered, intake_last) {
                 // The write-ahead log still holds everything: nothing is lost,
                 // it only grows until a checkpoint succeeds.
                 tracing::warn!(error = %error, "Checkpoint of the event log failed");
@@ -987,7 +975,9 @@ impl Checkpointer {
         }
     }
 
-    fn checkpoint(&self, covered: &[PathBuf]) -> Result<(), StoreError> {
+    fn checkpoint(&self, covered: &[PathBuf], intake_last: u64) -> Result<(), StoreError> {
+        // Items still waiting leave the write-ahead log with these segments.
+        self.intake.spill(intake_last)?;
         self.db.flush()?;
         if let Some(file) = &self.data_file {
             file.sync_data()?;

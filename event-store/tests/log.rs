@@ -414,15 +414,14 @@ async fn the_front_of_an_unacknowledged_group_is_dropped_on_open() {
     {
         let log = SledEventLog::open(dir.path(), SledOptions::default()).unwrap();
         append_one_by_one(&log, 0..3).await;
-        log.enqueue_intake(uuid::Uuid::now_v7(), Some(b"d1".to_vec()), b"first".to_vec())
-            .await
-            .unwrap();
+        log.enqueue_intake(uuid::Uuid::now_v7(), true, b"first".to_vec()).await.unwrap();
         log.close().unwrap();
     }
     // A group is written to sled key by key and made durable by the
     // write-ahead log afterwards: a crash in between can leave its first keys
-    // in sled (a record past the head, an intake item before its sequence)
-    // and nothing in the write-ahead log.
+    // in sled (a record past the head) and nothing in the write-ahead log.
+    // Earlier versions also wrote intake items that way, each before its
+    // sequence (`N`).
     {
         let db = sled::open(dir.path()).unwrap();
         let events = db.open_tree("events").unwrap();
@@ -439,14 +438,62 @@ async fn the_front_of_an_unacknowledged_group_is_dropped_on_open() {
     assert_eq!(log.read_all(0, 100).unwrap().len(), 3);
     assert_eq!(log.raw_records(0).count(), 3, "the record past the head is gone");
     assert!(matches!(verify(&log).unwrap(), Verdict::Intact { records: 3, .. }));
-    // The orphan item was never counted: the next accepted item takes its
-    // place, and only durable items are handed out.
-    log.enqueue_intake(uuid::Uuid::now_v7(), Some(b"d2".to_vec()), b"second".to_vec())
-        .await
-        .unwrap();
+    // The orphan item was never counted: only durable items are handed out.
+    log.enqueue_intake(uuid::Uuid::now_v7(), true, b"second".to_vec()).await.unwrap();
     let pending: Vec<Vec<u8>> =
         log.intake().pending(0, 10).unwrap().into_iter().map(|(_, item)| item).collect();
     assert_eq!(pending, [b"first".to_vec(), b"second".to_vec()]);
+}
+
+#[tokio::test]
+async fn intake_items_are_idempotent_by_event_id_and_only_waiting_ones_reach_sled() {
+    let dir = tempfile::tempdir().unwrap();
+    let (waits, masked, unkeyed) =
+        (uuid::Uuid::now_v7(), uuid::Uuid::now_v7(), uuid::Uuid::now_v7());
+    let intake_keys = |log: &SledEventLog| log.db().open_tree("intake").unwrap().len();
+    {
+        let log = SledEventLog::open(dir.path(), SledOptions::default()).unwrap();
+        assert!(!log.enqueue_intake(waits, true, b"waits".to_vec()).await.unwrap().duplicate);
+        assert!(log.enqueue_intake(waits, true, b"again".to_vec()).await.unwrap().duplicate);
+        assert!(!log.enqueue_intake(masked, true, b"masked".to_vec()).await.unwrap().duplicate);
+        // Without deduplication, the same id is queued twice.
+        for _ in 0..2 {
+            let receipt = log.enqueue_intake(unkeyed, false, b"unkeyed".to_vec()).await;
+            assert!(!receipt.unwrap().duplicate);
+        }
+        let queue = log.intake();
+        let pending = queue.pending(0, 10).unwrap();
+        assert_eq!(pending.len(), 4);
+        // The masking agent appends the masked event under the item's id,
+        // then acknowledges the item.
+        let mut event = interaction("c1", 0);
+        event.event_id = masked;
+        log.append(&customer("c1"), ExpectedRevision::Any, vec![event]).await.unwrap();
+        queue.remove(pending[1].0).unwrap();
+        assert!(log.enqueue_intake(masked, true, b"retry".to_vec()).await.unwrap().duplicate);
+        queue.remove(pending[2].0).unwrap();
+        queue.remove(pending[3].0).unwrap();
+        assert_eq!(intake_keys(&log), 0, "nothing is written to sled before a checkpoint");
+        // Closing checkpoints: the one item still waiting is copied to sled.
+        log.close().unwrap();
+    }
+    let log = SledEventLog::open(dir.path(), SledOptions::default()).unwrap();
+    assert_eq!(intake_keys(&log), 1);
+    let queue = log.intake();
+    let pending = queue.pending(0, 10).unwrap();
+    assert_eq!(pending.iter().map(|(_, item)| item.as_slice()).collect::<Vec<_>>(), [b"waits"]);
+    assert!(log.enqueue_intake(waits, true, b"after".to_vec()).await.unwrap().duplicate);
+    assert!(log.enqueue_intake(masked, true, b"after".to_vec()).await.unwrap().duplicate);
+    // A new item queues behind the one still waiting.
+    let receipt = log.enqueue_intake(uuid::Uuid::now_v7(), true, b"new".to_vec()).await.unwrap();
+    assert!(!receipt.duplicate);
+    let sequences: Vec<u64> = queue.pending(0, 10).unwrap().iter().map(|(s, _)| *s).collect();
+    assert_eq!(sequences, [1, 2]);
+    for sequence in sequences {
+        queue.remove(sequence).unwrap();
+    }
+    assert_eq!(intake_keys(&log), 0, "an acknowledged item leaves the tree");
+    assert!(queue.is_empty());
 }
 
 #[tokio::test]

@@ -45,6 +45,7 @@ impl From<AppendError> for BusError {
                 Self::Unavailable("the event log is closed".into())
             }
             AppendError::Store(error) => Self::Store(error),
+            error @ AppendError::Backlog { .. } => Self::Unavailable(error.to_string()),
             other => Self::Other(other.to_string()),
         }
     }

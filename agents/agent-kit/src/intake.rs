@@ -1,7 +1,7 @@
 //! Raw intake on its way to the masking agent, in both modes.
 //!
-//! Embedded: the sled intake queue, durable through the log's group commit, with
-//! a permanent delivery-id index. Distributed: the JetStream work queue
+//! Embedded: the intake queue of the sled log, durable through the log's group
+//! commit, idempotent by event id for good. Distributed: the JetStream work queue
 //! `CRM_INGEST` on `crm.ingest.<source>`; acceptance is the PubAck.
 //!
 //! A submission with a delivery id (`webhook-id`) gets an event id derived from
@@ -90,16 +90,15 @@ impl EmbeddedIntake {
 #[async_trait]
 impl Intake for EmbeddedIntake {
     async fn accept(&self, intake: RawIntake) -> Result<IntakeReceipt, BusError> {
-        let dedupe_key = intake.delivery_id.as_ref().map(|delivery| {
-            let mut key = intake.source.as_bytes().to_vec();
-            key.push(0);
-            key.extend_from_slice(delivery.as_bytes());
-            key
-        });
-        Ok(self.log.enqueue_intake(intake.event_id, dedupe_key, intake.encode()).await?)
+        // With a delivery id, the event id is derived from it: a repeat has
+        // the same one.
+        let deduplicate = intake.delivery_id.is_some();
+        Ok(self.log.enqueue_intake(intake.event_id, deduplicate, intake.encode()).await?)
     }
 
-    /// The queue's delivery index is permanent (see `event_store::intake`).
+    /// A delivery's derived event id is recognised forever: while its item
+    /// waits, and in the log's event-id index after masking (see
+    /// `event_store::intake`).
     fn remembers_deliveries(&self) -> bool {
         true
     }
