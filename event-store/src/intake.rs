@@ -16,8 +16,8 @@
 //! from it, so a retried delivery is recognised before and after masking,
 //! across restarts.
 //!
-//! Waiting items are bounded ([`MAX_WAITING_BYTES`]): past that, `enqueue`
-//! refuses with [`AppendError::Backlog`](crate::log::AppendError::Backlog)
+//! Waiting items are bounded (`SledOptions::intake_limit_bytes`, by default
+//! [`DEFAULT_LIMIT_BYTES`]): past that, `enqueue` refuses with [`AppendError::Backlog`](crate::log::AppendError::Backlog)
 //! and the caller answers "retry later" instead of holding more than it can.
 //!
 //! Layout of the `intake` tree: `P` sequence → event id (16 bytes) ‖ item.
@@ -36,8 +36,9 @@ const SPILLED: u8 = b'P';
 const LEGACY_ITEM: u8 = b'Q';
 const LEGACY_LAST: &[u8] = b"N";
 
-/// How many bytes of items may wait for the masking agent (256 MiB).
-pub const MAX_WAITING_BYTES: usize = 256 << 20;
+/// How many bytes of items may wait for the masking agent, unless the log is
+/// opened with another limit (256 MiB).
+pub const DEFAULT_LIMIT_BYTES: usize = 256 << 20;
 
 /// What `enqueue` did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -76,12 +77,13 @@ struct Waiting {
 pub(crate) struct IntakeState {
     tree: sled::Tree,
     waiting: Mutex<Waiting>,
+    limit: usize,
 }
 
 impl IntakeState {
     /// Reads the items kept in `tree` (after the write-ahead log was replayed
     /// into it); returns the state and the last sequence used.
-    pub(crate) fn load(tree: sled::Tree) -> Result<(Self, u64), StoreError> {
+    pub(crate) fn load(tree: sled::Tree, limit: usize) -> Result<(Self, u64), StoreError> {
         let mut waiting = Waiting::default();
         // Earlier versions wrote an item before its sequence: an item past
         // the last sequence was never acknowledged.
@@ -106,7 +108,7 @@ impl IntakeState {
             last = last.max(sequence);
             waiting.add(sequence, Some(event_id), Arc::from(bytes), Kept::Tree(SPILLED));
         }
-        Ok((Self { tree, waiting: Mutex::new(waiting) }, last))
+        Ok((Self { tree, waiting: Mutex::new(waiting), limit }, last))
     }
 
     fn waiting(&self) -> MutexGuard<'_, Waiting> {
@@ -120,9 +122,13 @@ impl IntakeState {
         self.waiting().by_id.contains_key(&event_id)
     }
 
-    /// Whether `bytes` more would go past the bound.
+    /// Whether `bytes` more would go past the limit.
     pub(crate) fn is_full(&self, bytes: usize) -> bool {
-        self.waiting().bytes.saturating_add(bytes) > MAX_WAITING_BYTES
+        self.waiting().bytes.saturating_add(bytes) > self.limit
+    }
+
+    pub(crate) fn limit(&self) -> usize {
+        self.limit
     }
 
     /// Adds an item the writer staged; readers see it once it is durable.

@@ -75,11 +75,19 @@ pub struct SledOptions {
     pub fsync: bool,
     /// Create the directory when it does not exist.
     pub create: bool,
+    /// How many bytes of raw intake may wait for the masking agent before
+    /// `enqueue_intake` refuses ([`AppendError::Backlog`]).
+    pub intake_limit_bytes: usize,
 }
 
 impl Default for SledOptions {
     fn default() -> Self {
-        Self { cache_capacity: 64 * 1024 * 1024, fsync: true, create: true }
+        Self {
+            cache_capacity: 64 * 1024 * 1024,
+            fsync: true,
+            create: true,
+            intake_limit_bytes: crate::intake::DEFAULT_LIMIT_BYTES,
+        }
     }
 }
 
@@ -266,7 +274,7 @@ impl SledEventLog {
             poisoned: Mutex::new(None),
         });
         let (head_sender, head_watch) = watch::channel(head);
-        let (intake, intake_last) = IntakeState::load(intake_tree)?;
+        let (intake, intake_last) = IntakeState::load(intake_tree, options.intake_limit_bytes)?;
         let intake = Arc::new(intake);
         let (intake_sender, intake_watch) = watch::channel(intake_last);
         let (sender, receiver) = mpsc::channel(8192);
@@ -835,7 +843,7 @@ impl Writer {
             return Ok(IntakeReceipt { event_id, duplicate: true });
         }
         if self.intake.is_full(item.len()) {
-            return Err(AppendError::Backlog { bytes: crate::intake::MAX_WAITING_BYTES });
+            return Err(AppendError::Backlog { bytes: self.intake.limit() });
         }
         self.intake_last += 1;
         let (key, value) = self.intake.add(self.intake_last, event_id, item);

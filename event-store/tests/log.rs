@@ -592,3 +592,26 @@ async fn a_block_reaching_past_the_head_is_cut_back_to_it_on_open() {
     assert_eq!(next.positions, [3]);
     assert!(matches!(verify(&log).unwrap(), Verdict::Intact { records: 3, head: 3, .. }));
 }
+
+#[tokio::test]
+async fn a_full_intake_refuses_until_the_agent_catches_up() {
+    let dir = tempfile::tempdir().unwrap();
+    let options = SledOptions { intake_limit_bytes: 1000, ..SledOptions::default() };
+    let log = SledEventLog::open(dir.path(), options).unwrap();
+    let item = vec![b'x'; 400];
+    for _ in 0..2 {
+        log.enqueue_intake(uuid::Uuid::now_v7(), true, item.clone()).await.unwrap();
+    }
+    let refused = log.enqueue_intake(uuid::Uuid::now_v7(), true, item.clone()).await;
+    assert!(
+        matches!(refused, Err(event_store::log::AppendError::Backlog { bytes: 1000 })),
+        "{refused:?}"
+    );
+    // The log itself goes on, and an acknowledged item makes room.
+    append_one_by_one(&log, 0..1).await;
+    let queue = log.intake();
+    assert_eq!(queue.len(), 2);
+    queue.remove(queue.pending(0, 1).unwrap()[0].0).unwrap();
+    log.enqueue_intake(uuid::Uuid::now_v7(), true, item).await.unwrap();
+    assert_eq!(queue.len(), 2);
+}
