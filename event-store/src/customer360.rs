@@ -24,7 +24,9 @@ pub struct Customer360 {
     pub company: String,
     pub owner: String,
     pub stage: String,
+    #[serde(with = "timestamp::option")]
     pub created_at: Option<DateTime<Utc>>,
+    #[serde(with = "timestamp::option")]
     pub updated_at: Option<DateTime<Utc>>,
     /// The stream's revision: the position of the last event folded (the ETag).
     pub revision: u64,
@@ -35,6 +37,7 @@ pub struct Customer360 {
     pub recent_interactions: VecDeque<InteractionView>,
     /// Activity kind → how many times it was logged.
     pub activity_counts: BTreeMap<String, u64>,
+    #[serde(with = "timestamp::option")]
     pub last_activity_at: Option<DateTime<Utc>>,
     /// Mean sentiment of the scored interactions, if any.
     pub average_sentiment: Option<f64>,
@@ -52,8 +55,61 @@ pub struct InteractionView {
     pub channel: Channel,
     pub content: String,
     pub sentiment_score: Option<f64>,
+    #[serde(with = "timestamp")]
     pub occurred_at: DateTime<Utc>,
     pub source: String,
+}
+
+/// Timestamps of a row: RFC 3339 in human-readable formats (the API's JSON),
+/// seconds and nanoseconds in binary ones (the stored postcard rows), which
+/// then neither format nor parse text on every fold.
+mod timestamp {
+    use chrono::{DateTime, Utc};
+    use serde::de::Error as _;
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+    pub(super) fn serialize<S: Serializer>(at: &DateTime<Utc>, to: S) -> Result<S::Ok, S::Error> {
+        if to.is_human_readable() {
+            at.serialize(to)
+        } else {
+            (at.timestamp(), at.timestamp_subsec_nanos()).serialize(to)
+        }
+    }
+
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(from: D) -> Result<DateTime<Utc>, D::Error> {
+        if from.is_human_readable() {
+            return DateTime::<Utc>::deserialize(from);
+        }
+        let (seconds, nanos) = <(i64, u32)>::deserialize(from)?;
+        DateTime::from_timestamp(seconds, nanos)
+            .ok_or_else(|| D::Error::custom(format!("timestamp {seconds}.{nanos} out of range")))
+    }
+
+    pub(super) mod option {
+        use chrono::{DateTime, Utc};
+        use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+        /// Borrows the timestamp for `super::serialize`.
+        #[derive(Serialize)]
+        struct Compact<'a>(#[serde(with = "super")] &'a DateTime<Utc>);
+
+        /// Owns what `super::deserialize` made.
+        #[derive(Deserialize)]
+        struct Owned(#[serde(with = "super")] DateTime<Utc>);
+
+        pub(in super::super) fn serialize<S: Serializer>(
+            at: &Option<DateTime<Utc>>,
+            to: S,
+        ) -> Result<S::Ok, S::Error> {
+            at.as_ref().map(Compact).serialize(to)
+        }
+
+        pub(in super::super) fn deserialize<'de, D: Deserializer<'de>>(
+            from: D,
+        ) -> Result<Option<DateTime<Utc>>, D::Error> {
+            Ok(Option::<Owned>::deserialize(from)?.map(|Owned(at)| at))
+        }
+    }
 }
 
 /// Folds customer events into [`Customer360`] rows keyed by customer id.
@@ -66,7 +122,7 @@ impl Projection for Customer360Projection {
     const NAME: &'static str = "customer360";
     // 2: `CustomerForgotten` marks the row forgotten.
     // 3: rows are stored in postcard, not JSON.
-    const VERSION: u32 = 3;
+    const VERSION: u32 = 4;
 
     fn key<'a>(&self, event: &'a RecordedEvent) -> Option<&'a str> {
         event.envelope.payload.customer_id()
@@ -213,5 +269,38 @@ mod tests {
         assert_eq!(row.revision, 3);
         assert_eq!(row.interaction_count, 1);
         assert_eq!(row.recent_interactions[0].content, "write to <EMAIL_1>");
+    }
+
+    #[test]
+    fn timestamps_are_text_in_json_and_numbers_in_stored_rows() {
+        let at = DateTime::parse_from_rfc3339("2026-11-26T08:30:01.123456789+08:00")
+            .unwrap_or_else(|error| panic!("{error}"))
+            .with_timezone(&Utc);
+        let row = Customer360 {
+            customer_id: "cus_1".into(),
+            created_at: Some(at),
+            last_activity_at: None,
+            recent_interactions: VecDeque::from([InteractionView {
+                position: 7,
+                interaction_id: "int_1".into(),
+                channel: Channel::Email,
+                content: "hello".into(),
+                sentiment_score: Some(0.5),
+                occurred_at: at,
+                source: "default".into(),
+            }]),
+            ..Customer360::default()
+        };
+        let json = serde_json::to_value(&row).unwrap_or_else(|error| panic!("{error}"));
+        assert_eq!(json["created_at"], "2026-11-26T00:30:01.123456789Z");
+        assert_eq!(json["last_activity_at"], serde_json::Value::Null);
+        assert_eq!(json["recent_interactions"][0]["occurred_at"], "2026-11-26T00:30:01.123456789Z");
+        let back: Customer360 = serde_json::from_value(json).unwrap_or_else(|error| panic!("{error}"));
+        assert_eq!(back, row);
+
+        let stored = postcard::to_stdvec(&row).unwrap_or_else(|error| panic!("{error}"));
+        assert!(!stored.windows(4).any(|window| window == b"2026"), "no text timestamp");
+        let back: Customer360 = postcard::from_bytes(&stored).unwrap_or_else(|error| panic!("{error}"));
+        assert_eq!(back, row);
     }
 }
