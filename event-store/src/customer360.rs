@@ -76,7 +76,9 @@ mod timestamp {
         }
     }
 
-    pub(super) fn deserialize<'de, D: Deserializer<'de>>(from: D) -> Result<DateTime<Utc>, D::Error> {
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(
+        from: D,
+    ) -> Result<DateTime<Utc>, D::Error> {
         if from.is_human_readable() {
             return DateTime::<Utc>::deserialize(from);
         }
@@ -295,12 +297,14 @@ mod tests {
         assert_eq!(json["created_at"], "2026-11-26T00:30:01.123456789Z");
         assert_eq!(json["last_activity_at"], serde_json::Value::Null);
         assert_eq!(json["recent_interactions"][0]["occurred_at"], "2026-11-26T00:30:01.123456789Z");
-        let back: Customer360 = serde_json::from_value(json).unwrap_or_else(|error| panic!("{error}"));
+        let back: Customer360 =
+            serde_json::from_value(json).unwrap_or_else(|error| panic!("{error}"));
         assert_eq!(back, row);
 
         let stored = postcard::to_stdvec(&row).unwrap_or_else(|error| panic!("{error}"));
         assert!(!stored.windows(4).any(|window| window == b"2026"), "no text timestamp");
-        let back: Customer360 = postcard::from_bytes(&stored).unwrap_or_else(|error| panic!("{error}"));
+        let back: Customer360 =
+            postcard::from_bytes(&stored).unwrap_or_else(|error| panic!("{error}"));
         assert_eq!(back, row);
     }
 }

@@ -36,6 +36,9 @@ const SPILLED: u8 = b'P';
 const LEGACY_ITEM: u8 = b'Q';
 const LEGACY_LAST: &[u8] = b"N";
 
+/// Items copied to the tree per sled batch.
+const SPILL_BATCH: usize = 256;
+
 /// How many bytes of items may wait for the masking agent, unless the log is
 /// opened with another limit (256 MiB).
 pub const DEFAULT_LIMIT_BYTES: usize = 256 << 20;
@@ -158,11 +161,15 @@ impl IntakeState {
         if copies.is_empty() {
             return Ok(());
         }
-        let mut batch = sled::Batch::default();
-        for (sequence, value) in &copies {
-            batch.insert(item_key(SPILLED, *sequence), value.as_slice());
+        // In small batches: sled holds off every other writer while it
+        // applies one, and group commits go on meanwhile.
+        for part in copies.chunks(SPILL_BATCH) {
+            let mut batch = sled::Batch::default();
+            for (sequence, value) in part {
+                batch.insert(item_key(SPILLED, *sequence), value.as_slice());
+            }
+            self.tree.apply_batch(batch)?;
         }
-        self.tree.apply_batch(batch)?;
         // An item acknowledged while it was being copied is gone from the map
         // and must not stay in the tree.
         let waiting = self.waiting();
