@@ -23,6 +23,12 @@ pub(crate) struct UpArgs {
     listen: SocketAddr,
     #[command(flatten)]
     gateway: crate::gateway_cmd::GatewayFlags,
+    /// How many KiB of accepted webhooks may wait for the masking agent (256
+    /// MiB by default); past that, webhooks get 503 with `Retry-After` until
+    /// it catches up.
+    #[arg(long, default_value_t = 262_144, env = "AGENTCRM_INTAKE_LIMIT_KIB",
+          value_parser = clap::value_parser!(u32).range(1..=67_108_864))]
+    intake_limit_kib: u32,
 }
 
 #[derive(Args)]
@@ -36,8 +42,8 @@ pub(crate) struct StoreArgs {
     nats: crate::NatsUser,
 }
 
-fn open_store(data_dir: &Path) -> anyhow::Result<SledStore> {
-    SledStore::open(data_dir, SledOptions::default()).map_err(|error| {
+fn open_store(data_dir: &Path, options: SledOptions) -> anyhow::Result<SledStore> {
+    SledStore::open(data_dir, options).map_err(|error| {
         anyhow::anyhow!("cannot open data directory {}: {error}", data_dir.display())
     })
 }
@@ -65,7 +71,9 @@ pub(crate) async fn wait_for_signal(shutdown: Shutdown) {
 }
 
 pub(crate) fn up(args: UpArgs) -> anyhow::Result<ExitCode> {
-    let store = open_store(&args.data.data_dir)?;
+    let intake_limit_bytes = usize::try_from(args.intake_limit_kib)? << 10;
+    let store =
+        open_store(&args.data.data_dir, SledOptions { intake_limit_bytes, ..Default::default() })?;
     let runtime = crate::runtime()?;
     let agents = crate::background_runtime()?;
     let result = runtime.block_on(async {
@@ -114,7 +122,7 @@ pub(crate) fn up(args: UpArgs) -> anyhow::Result<ExitCode> {
 }
 
 pub(crate) fn store(args: StoreArgs) -> anyhow::Result<ExitCode> {
-    let store = open_store(&args.data.data_dir)?;
+    let store = open_store(&args.data.data_dir, SledOptions::default())?;
     let runtime = crate::runtime()?;
     let result = runtime.block_on(async {
         let bus =

@@ -1,7 +1,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 //! The gateway's webhooks over real HTTP against `agentcrm up`: the seed's
 //! contract, Standard Webhooks signatures, bad input, idempotent retries (also
-//! across a restart), and `kill -9` in the middle of a burst.
+//! across a restart), `kill -9` in the middle of a burst, and a full intake.
 
 mod common;
 
@@ -303,4 +303,88 @@ async fn sigkill_during_a_burst_loses_no_acknowledged_webhook() {
     let unique: HashSet<_> = acknowledged.values().collect();
     assert_eq!(unique.len(), acknowledged.len());
     eprintln!("{} acknowledged webhooks all stored exactly once", acknowledged.len());
+}
+
+/// With a 1 KiB intake, a burst fills it: the overflow gets 503 with
+/// `Retry-After` and a problem naming the backlog, and stores nothing. Retried
+/// later, every delivery is accepted, and each lands in the log once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_intake_answers_503_and_loses_nothing() {
+    let mut node = Node::start_with(&["--intake-limit-kib", "1"]);
+    let client = reqwest::Client::new();
+    let url = node.url("/crm/webhooks/interaction");
+    let send = |id: String| {
+        let (client, url, secret) = (client.clone(), url.clone(), node.default_secret.clone());
+        async move {
+            let body = json!({"event_type": "interaction", "data": {
+                "customer_id": "cus_full", "channel": "chat", "content": format!("hello {id}")}});
+            let bytes = serde_json::to_vec(&body).unwrap();
+            let timestamp = now();
+            let response = client
+                .post(&url)
+                .header("content-type", "application/json")
+                .header("webhook-id", &id)
+                .header("webhook-timestamp", timestamp.to_string())
+                .header("webhook-signature", sign(&secret, &id, timestamp, &bytes))
+                .body(bytes)
+                .send()
+                .await
+                .unwrap();
+            let status = response.status().as_u16();
+            let retry_after = response.headers().get("retry-after").cloned();
+            let content_type = response.headers().get("content-type").cloned();
+            let answer: serde_json::Value = response.json().await.unwrap();
+            (id, status, retry_after, content_type, answer)
+        }
+    };
+
+    let burst = (0..64).map(|n| send(format!("full_{n}")));
+    let answers = futures::future::join_all(burst).await;
+    let mut accepted: HashMap<String, String> = HashMap::new();
+    let mut refused = Vec::new();
+    for (id, status, retry_after, content_type, answer) in answers {
+        match status {
+            202 => {
+                accepted.insert(id, answer["event_id"].as_str().unwrap().to_owned());
+            }
+            503 => {
+                assert!(retry_after.is_some(), "a 503 says when to retry");
+                assert_eq!(content_type.unwrap(), "application/problem+json");
+                let detail = answer["detail"].as_str().unwrap();
+                assert!(detail.contains("backlog is full"), "{detail}");
+                refused.push(id);
+            }
+            other => panic!("unexpected {other}: {answer}"),
+        }
+    }
+    assert!(!accepted.is_empty(), "the first deliveries fit");
+    assert!(!refused.is_empty(), "64 deliveries at once overflow 1 KiB");
+
+    // The node goes on: once the masking agent catches up, the refused
+    // deliveries are accepted when retried.
+    for id in refused {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        loop {
+            let (id, status, _, _, answer) = send(id.clone()).await;
+            if status == 202 {
+                assert_ne!(answer["duplicate"], true, "a refused delivery was not stored");
+                accepted.insert(id, answer["event_id"].as_str().unwrap().to_owned());
+                break;
+            }
+            assert_eq!(status, 503, "{answer}");
+            assert!(std::time::Instant::now() < deadline, "{id} still refused");
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+    }
+    assert_eq!(accepted.len(), 64);
+    node.stop();
+
+    let stored: Vec<String> = intake_event_ids(&node.data_dir())
+        .into_iter()
+        .chain(log_event_ids(&node.data_dir()))
+        .collect();
+    for (id, event_id) in &accepted {
+        let copies = stored.iter().filter(|stored| *stored == event_id).count();
+        assert_eq!(copies, 1, "{id} is stored {copies} times");
+    }
 }

@@ -150,6 +150,10 @@ impl From<agent_kit::BusError> for Problem {
                 "conflict",
                 format!("stream {stream} moved on; read it again"),
             ),
+            BusError::Backlog(reason) => {
+                tracing::warn!(reason = %reason, "Intake full");
+                Self::unavailable(format!("{reason}; nothing was accepted, retry later"))
+            }
             BusError::Unavailable(reason) | BusError::Connect { reason, .. } => {
                 tracing::warn!(reason = %reason, "Bus unavailable");
                 Self::unavailable("the event bus or the vault is unavailable; retry later")

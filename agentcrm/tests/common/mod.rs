@@ -13,6 +13,8 @@ pub struct Node {
     pub port: u16,
     pub admin_key: String,
     pub default_secret: String,
+    /// Arguments of `agentcrm up` beyond the data directory and address.
+    pub up_args: Vec<String>,
     process: Option<Process>,
 }
 
@@ -37,10 +39,22 @@ impl Node {
     /// A fresh data directory with an admin key and the default source, and
     /// `agentcrm up` running on it.
     pub fn start() -> Self {
+        Self::start_with(&[])
+    }
+
+    /// The same, with more arguments for `agentcrm up`.
+    pub fn start_with(up_args: &[&str]) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let data = dir.path().join("data");
         let (admin_key, default_secret) = provision(&data);
-        let mut node = Self { dir, port: free_port(), admin_key, default_secret, process: None };
+        let mut node = Self {
+            dir,
+            port: free_port(),
+            admin_key,
+            default_secret,
+            up_args: up_args.iter().map(|arg| (*arg).to_owned()).collect(),
+            process: None,
+        };
         node.up();
         node
     }
@@ -56,7 +70,9 @@ impl Node {
     pub fn up(&mut self) {
         let listen = format!("127.0.0.1:{}", self.port);
         let data = self.data_str();
-        self.process = Some(Process::spawn(&["up", "--data-dir", &data, "--listen", &listen]));
+        let mut args = vec!["up", "--data-dir", &data, "--listen", &listen];
+        args.extend(self.up_args.iter().map(String::as_str));
+        self.process = Some(Process::spawn(&args));
         assert!(wait_for_port(self.port, Duration::from_secs(20)), "agentcrm up did not listen");
     }
 

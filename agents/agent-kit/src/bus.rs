@@ -17,6 +17,10 @@ pub enum BusError {
     /// The log or NATS cannot take writes now; nothing was written. Retry later.
     #[error("bus unavailable: {0}")]
     Unavailable(String),
+    /// The intake holds as much as it may keep waiting; nothing was queued.
+    /// Retry once the masking agent has caught up.
+    #[error("{0}")]
+    Backlog(String),
     #[error("could not connect to NATS at {url}: {reason}")]
     Connect { url: String, reason: String },
     #[error(transparent)]
@@ -45,7 +49,7 @@ impl From<AppendError> for BusError {
                 Self::Unavailable("the event log is closed".into())
             }
             AppendError::Store(error) => Self::Store(error),
-            error @ AppendError::Backlog { .. } => Self::Unavailable(error.to_string()),
+            error @ AppendError::Backlog { .. } => Self::Backlog(error.to_string()),
             other => Self::Other(other.to_string()),
         }
     }
