@@ -3,7 +3,7 @@
 //! - [`log`]: the [`EventLog`] trait (append with optimistic concurrency, reads,
 //!   the durable head) and its errors.
 //! - [`sled_log`]: [`SledEventLog`], the durable implementation: one writer thread,
-//!   group commit (one sled flush plus one `fdatasync` per batch), a hash chain.
+//!   group commit (one write-ahead append and one `fdatasync` per group), a hash chain.
 //! - [`intake`]: the embedded queue of raw submissions awaiting masking, durable
 //!   through the same group commit.
 //! - [`local`]: [`local::LocalTable`], service-local state beside the log (keys,
