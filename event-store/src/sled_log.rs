@@ -946,8 +946,10 @@ impl Flusher {
     }
 
     /// Starts a new write-ahead segment and hands the older ones to the
-    /// checkpointer. Everything they hold is in sled's memory already (the
-    /// writer applies a group before the flusher sees it).
+    /// checkpointer. The log's records they hold are in sled's memory already
+    /// (the writer applies a group before the flusher sees it); intake items
+    /// up to the last durable sequence that still wait, the checkpointer
+    /// copies to sled first.
     fn checkpoint(&mut self) -> Result<(), StoreError> {
         self.last_checkpoint = std::time::Instant::now();
         let covered = self.wal.rotate()?;
@@ -958,10 +960,11 @@ impl Flusher {
     }
 }
 
-/// Makes sled's files durable and retires the write-ahead segments they now
-/// cover (kept as spares or deleted), on its own thread: sled's `flush()` takes tens of milliseconds under
-/// load, and group commits go on meanwhile. On close it finishes the last
-/// checkpoint before the log is closed.
+/// Copies waiting intake items to sled, makes sled's files durable and
+/// retires the write-ahead segments they now cover (kept as spares or
+/// deleted), on its own thread: sled's `flush()` takes tens of milliseconds
+/// under load, and group commits go on meanwhile. On close it finishes the
+/// last checkpoint before the log is closed.
 struct Checkpointer {
     db: sled::Db,
     data_file: Option<File>,
