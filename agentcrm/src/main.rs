@@ -144,13 +144,27 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
 /// Where a node's agents, projections and replica run, beside the gateway's
 /// runtime: a batch of masking or folding is CPU work that would otherwise
 /// hold a gateway worker for milliseconds (tokio is cooperative), and the
-/// requests behind it would wait. The OS shares the cores between the two.
+/// requests behind it would wait. The OS shares the cores between the two,
+/// with the background threads at a lower priority: a request that arrives
+/// while both cores fold or mask runs first, and the agents catch up as soon
+/// as a core is free (what waits meanwhile is durable in the intake, within
+/// its limit).
 fn background_runtime() -> anyhow::Result<tokio::runtime::Runtime> {
     Ok(tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .thread_name("agentcrm-background")
+        .on_thread_start(lower_priority)
         .enable_all()
         .build()?)
+}
+
+/// Gives the calling thread the lowest priority (nice 19); Linux applies a
+/// thread id's nice value to that thread alone.
+fn lower_priority() {
+    #[cfg(target_os = "linux")]
+    if let Err(error) = rustix::process::setpriority_process(Some(rustix::thread::gettid()), 19) {
+        tracing::debug!(error = %error, "Cannot lower a background thread's priority");
+    }
 }
 
 /// Opens an existing node's store (never creates one: a typo in `--data-dir`
