@@ -8,7 +8,9 @@ mod common;
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 
-use common::{Node, intake_event_ids, log_event_ids, now, post_signed, seed_example, sign};
+use common::{
+    Node, intake_event_ids, log_event_ids, now, post_signed, seed_example, send_signed, sign,
+};
 use serde_json::json;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -195,17 +197,7 @@ async fn sigkill_during_a_burst_loses_no_acknowledged_webhook() {
                 let body = json!({"event_type": "interaction", "data": {
                     "customer_id": format!("cus_{sender}"), "channel": "chat",
                     "content": format!("message {sequence}")}});
-                let bytes = serde_json::to_vec(&body).unwrap();
-                let timestamp = now();
-                let sent = client
-                    .post(&url)
-                    .header("content-type", "application/json")
-                    .header("webhook-id", &id)
-                    .header("webhook-timestamp", timestamp.to_string())
-                    .header("webhook-signature", sign(&secret, &id, timestamp, &bytes))
-                    .body(bytes)
-                    .send()
-                    .await;
+                let sent = send_signed(&client, &url, &secret, &id, &body).await;
                 let response = match sent {
                     Ok(response) => response,
                     Err(_) if killed.load(std::sync::atomic::Ordering::SeqCst) => return,
@@ -318,18 +310,7 @@ async fn a_full_intake_answers_503_and_loses_nothing() {
         async move {
             let body = json!({"event_type": "interaction", "data": {
                 "customer_id": "cus_full", "channel": "chat", "content": format!("hello {id}")}});
-            let bytes = serde_json::to_vec(&body).unwrap();
-            let timestamp = now();
-            let response = client
-                .post(&url)
-                .header("content-type", "application/json")
-                .header("webhook-id", &id)
-                .header("webhook-timestamp", timestamp.to_string())
-                .header("webhook-signature", sign(&secret, &id, timestamp, &bytes))
-                .body(bytes)
-                .send()
-                .await
-                .unwrap();
+            let response = send_signed(&client, &url, &secret, &id, &body).await.unwrap();
             let status = response.status().as_u16();
             let retry_after = response.headers().get("retry-after").cloned();
             let content_type = response.headers().get("content-type").cloned();

@@ -125,9 +125,23 @@ pub async fn post_signed(
     id: &str,
     body: &serde_json::Value,
 ) -> (u16, serde_json::Value) {
+    let response = send_signed(client, url, secret, id, body).await.unwrap();
+    let status = response.status().as_u16();
+    let body = response.json().await.unwrap_or(serde_json::Value::Null);
+    (status, body)
+}
+
+/// Sends a webhook signed now with `secret` under delivery id `id`.
+pub async fn send_signed(
+    client: &reqwest::Client,
+    url: &str,
+    secret: &str,
+    id: &str,
+    body: &serde_json::Value,
+) -> reqwest::Result<reqwest::Response> {
     let bytes = serde_json::to_vec(body).unwrap();
     let timestamp = now();
-    let response = client
+    client
         .post(url)
         .header("content-type", "application/json")
         .header("webhook-id", id)
@@ -136,10 +150,6 @@ pub async fn post_signed(
         .body(bytes)
         .send()
         .await
-        .unwrap();
-    let status = response.status().as_u16();
-    let body = response.json().await.unwrap_or(serde_json::Value::Null);
-    (status, body)
 }
 
 /// The seed article's example payload.
