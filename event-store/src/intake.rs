@@ -196,15 +196,9 @@ impl Waiting {
             self.by_id.insert(id, sequence);
         }
         self.bytes += bytes.len();
-        if let Some(old) = self.items.insert(sequence, Item { event_id, bytes, kept }) {
-            self.bytes -= old.bytes.len();
-            if let Some(id) = old.event_id
-                && Some(id) != event_id
-                && self.by_id.get(&id) == Some(&sequence)
-            {
-                self.by_id.remove(&id);
-            }
-        }
+        // Sequences are never reused: loading reads each key once, and new
+        // items number on from the highest one loaded.
+        self.items.insert(sequence, Item { event_id, bytes, kept });
     }
 
     fn remove(&mut self, sequence: u64) -> Option<Kept> {
