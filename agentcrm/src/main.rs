@@ -158,12 +158,26 @@ fn background_runtime() -> anyhow::Result<tokio::runtime::Runtime> {
         .build()?)
 }
 
-/// Gives the calling thread the lowest priority (nice 19); Linux applies a
-/// thread id's nice value to that thread alone.
+/// Puts the calling thread in Linux's idle scheduling class (`SCHED_IDLE`),
+/// below nice 19: it runs when no request is runnable, and a request that
+/// wakes up takes the core from it at once (a nice 19 thread may keep a core
+/// for the rest of its time slice). Elsewhere, or where that is refused, the
+/// thread keeps its priority.
 fn lower_priority() {
     #[cfg(target_os = "linux")]
-    if let Err(error) = rustix::process::setpriority_process(Some(rustix::thread::gettid()), 19) {
-        tracing::debug!(error = %error, "Cannot lower a background thread's priority");
+    {
+        use thread_priority::unix::{
+            NormalThreadSchedulePolicy, ThreadSchedulePolicy, set_thread_priority_and_policy,
+            thread_native_id,
+        };
+        let idle = ThreadSchedulePolicy::Normal(NormalThreadSchedulePolicy::Idle);
+        if let Err(error) = set_thread_priority_and_policy(
+            thread_native_id(),
+            thread_priority::ThreadPriority::Min,
+            idle,
+        ) {
+            tracing::debug!(error = ?error, "Cannot lower a background thread's priority");
+        }
     }
 }
 
