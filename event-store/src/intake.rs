@@ -2,13 +2,14 @@
 //!
 //! An accepted item goes to the log's write-ahead log, in the same group
 //! commit as the log's records (`fdatasync` before the answer), and waits in
-//! memory until the masking agent acknowledges it. Sled sees an item only if
-//! it is still waiting when a checkpoint retires the write-ahead segment that
-//! holds it: the checkpointer first copies ("spills") every waiting item to
-//! the `intake` tree, then makes sled durable, then retires the segments. An
-//! item the agent masks within the second costs no sled write at all; on open,
-//! replaying the write-ahead log puts the rest into the tree, and they are
-//! read back from there.
+//! memory until the masking agent acknowledges it. An item the agent masks
+//! before the next checkpoint costs no other write. When a checkpoint retires
+//! the write-ahead segments, the items still waiting are first copied
+//! ("spilled") to a spill file, `intake/<first>-<last>.spill`: one sequential
+//! write and one `fdatasync` for all of them. A spill file is deleted once
+//! every item in it is acknowledged. On open, the write-ahead log is replayed
+//! and the spill files are read back; an item whose event id is in the log
+//! already was masked before the stop and is dropped.
 //!
 //! Idempotence is by event id, forever: an item whose event id is waiting
 //! here, or already in the log (the masked event carries the item's event id),
@@ -20,11 +21,18 @@
 //! [`DEFAULT_LIMIT_BYTES`]): past that, `enqueue` refuses with [`AppendError::Backlog`](crate::log::AppendError::Backlog)
 //! and the caller answers "retry later" instead of holding more than it can.
 //!
-//! Layout of the `intake` tree: `P` sequence → event id (16 bytes) ‖ item.
-//! Earlier versions wrote `Q` sequence → item, `N` → last sequence and `D`
-//! delivery key → event id; their items are still read and removed.
+//! A spill file holds records `[sequence u64][event id, 16 bytes][length
+//! u32][crc32 u32][item]`, little-endian, the checksum over the sequence, the
+//! id and the item; it is written as `.tmp`, synced, then renamed, so a file
+//! with the `.spill` name is whole. Earlier versions spilled to the `intake`
+//! tree (`P` sequence → event id ‖ item), and before that wrote `Q` sequence →
+//! item, `N` → last sequence and `D` delivery key → event id; their items are
+//! still read and removed.
 
 use std::collections::{BTreeMap, HashMap};
+use std::fs::File;
+use std::io::{self, BufWriter, Read, Write};
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use tokio::sync::watch;
@@ -35,9 +43,9 @@ use crate::log::StoreError;
 const SPILLED: u8 = b'P';
 const LEGACY_ITEM: u8 = b'Q';
 const LEGACY_LAST: &[u8] = b"N";
-
-/// Items copied to the tree per sled batch.
-const SPILL_BATCH: usize = 256;
+const SPILL_SUFFIX: &str = "spill";
+/// A spill record's fixed part: sequence, event id, length, checksum.
+const SPILL_HEADER: usize = 8 + 16 + 4 + 4;
 
 /// How many bytes of items may wait for the masking agent, unless the log is
 /// opened with another limit (256 MiB).
@@ -57,8 +65,10 @@ pub struct IntakeReceipt {
 enum Kept {
     /// Only in the write-ahead log.
     WriteAhead,
-    /// In the `intake` tree under this prefix (`P`, or `Q` from earlier versions).
+    /// In the `intake` tree under this prefix (`P` or `Q`, from earlier versions).
     Tree(u8),
+    /// In the spill file with this first sequence.
+    File(u64),
 }
 
 struct Item {
@@ -73,20 +83,37 @@ struct Waiting {
     items: BTreeMap<u64, Item>,
     by_id: HashMap<Uuid, u64>,
     bytes: usize,
+    /// Spill files by first sequence.
+    files: HashMap<u64, SpillFile>,
+}
+
+struct SpillFile {
+    path: PathBuf,
+    /// How many of its items still wait.
+    live: usize,
 }
 
 /// The waiting items, shared by the log's writer (adds), its checkpointer
 /// (spills) and the queue's readers (take and remove).
 pub(crate) struct IntakeState {
     tree: sled::Tree,
+    /// Where spill files go.
+    dir: PathBuf,
     waiting: Mutex<Waiting>,
     limit: usize,
 }
 
 impl IntakeState {
     /// Reads the items kept in `tree` (after the write-ahead log was replayed
-    /// into it); returns the state and the last sequence used.
-    pub(crate) fn load(tree: sled::Tree, limit: usize) -> Result<(Self, u64), StoreError> {
+    /// into it) and in the spill files in `dir`, leaving out those whose event
+    /// id `is_stored` says the log holds; returns the state and the last
+    /// sequence used.
+    pub(crate) fn load(
+        tree: sled::Tree,
+        dir: &Path,
+        limit: usize,
+        is_stored: &dyn Fn(Uuid) -> Result<bool, StoreError>,
+    ) -> Result<(Self, u64), StoreError> {
         let mut waiting = Waiting::default();
         // Earlier versions wrote an item before its sequence: an item past
         // the last sequence was never acknowledged.
@@ -109,9 +136,30 @@ impl IntakeState {
             let sequence = sequence_from(&key[1..])?;
             let (event_id, bytes) = split_spilled(&value)?;
             last = last.max(sequence);
+            if is_stored(event_id)? {
+                tree.remove(key)?;
+                continue;
+            }
             waiting.add(sequence, Some(event_id), Arc::from(bytes), Kept::Tree(SPILLED));
         }
-        Ok((Self { tree, waiting: Mutex::new(waiting), limit }, last))
+        for (first, path) in spill_files(dir)? {
+            let mut live = 0;
+            for (sequence, event_id, item) in read_spill_file(&path)? {
+                last = last.max(sequence);
+                if waiting.items.contains_key(&sequence) || is_stored(event_id)? {
+                    continue;
+                }
+                waiting.add(sequence, Some(event_id), Arc::from(item), Kept::File(first));
+                live += 1;
+            }
+            if live == 0 {
+                std::fs::remove_file(&path)?;
+            } else {
+                waiting.files.insert(first, SpillFile { path, live });
+            }
+        }
+        let state = Self { tree, dir: dir.to_owned(), waiting: Mutex::new(waiting), limit };
+        Ok((state, last))
     }
 
     fn waiting(&self) -> MutexGuard<'_, Waiting> {
@@ -143,48 +191,59 @@ impl IntakeState {
     }
 
     /// Copies every item up to `durable` that only the write-ahead log holds
-    /// into the tree, before a checkpoint retires the segments.
+    /// into a new spill file, durably, before a checkpoint retires the
+    /// segments.
     pub(crate) fn spill(&self, durable: u64) -> Result<(), StoreError> {
-        let copies: Vec<(u64, Vec<u8>)> = {
-            let mut waiting = self.waiting();
-            waiting
-                .items
-                .range_mut(..=durable)
-                .filter(|(_, item)| item.kept == Kept::WriteAhead)
-                .filter_map(|(sequence, item)| {
-                    let id = item.event_id?;
-                    item.kept = Kept::Tree(SPILLED);
-                    Some((*sequence, spilled_value(id, &item.bytes)))
-                })
-                .collect()
-        };
-        if copies.is_empty() {
+        let copies: Vec<(u64, Uuid, Arc<[u8]>)> = self
+            .waiting()
+            .items
+            .range(..=durable)
+            .filter(|(_, item)| item.kept == Kept::WriteAhead)
+            .filter_map(|(sequence, item)| Some((*sequence, item.event_id?, item.bytes.clone())))
+            .collect();
+        let (Some((first, _, _)), Some((last, _, _))) = (copies.first(), copies.last()) else {
             return Ok(());
-        }
-        // In small batches: sled holds off every other writer while it
-        // applies one, and group commits go on meanwhile.
-        for part in copies.chunks(SPILL_BATCH) {
-            let mut batch = sled::Batch::default();
-            for (sequence, value) in part {
-                batch.insert(item_key(SPILLED, *sequence), value.as_slice());
+        };
+        let (first, last) = (*first, *last);
+        let path = self.dir.join(format!("{first:020}-{last:020}.{SPILL_SUFFIX}"));
+        write_spill_file(&self.dir, &path, &copies)?;
+        // An item acknowledged while the file was written is not counted: the
+        // file goes once the items that still wait are acknowledged.
+        let mut waiting = self.waiting();
+        let mut live = 0;
+        for (sequence, _, _) in &copies {
+            if let Some(item) = waiting.items.get_mut(sequence) {
+                item.kept = Kept::File(first);
+                live += 1;
             }
-            self.tree.apply_batch(batch)?;
         }
-        // An item acknowledged while it was being copied is gone from the map
-        // and must not stay in the tree.
-        let waiting = self.waiting();
-        for (sequence, _) in &copies {
-            if !waiting.items.contains_key(sequence) {
-                self.tree.remove(item_key(SPILLED, *sequence))?;
-            }
+        if live == 0 {
+            drop(waiting);
+            remove_spill_file(&path);
+        } else {
+            waiting.files.insert(first, SpillFile { path, live });
         }
         Ok(())
     }
 
     fn remove(&self, sequence: u64) -> Result<(), StoreError> {
-        let removed = self.waiting().remove(sequence);
-        if let Some(Kept::Tree(prefix)) = removed {
-            self.tree.remove(item_key(prefix, sequence))?;
+        let mut waiting = self.waiting();
+        match waiting.remove(sequence) {
+            Some(Kept::Tree(prefix)) => {
+                drop(waiting);
+                self.tree.remove(item_key(prefix, sequence))?;
+            }
+            Some(Kept::File(first)) => {
+                let emptied = waiting.files.get_mut(&first).is_some_and(|file| {
+                    file.live -= 1;
+                    file.live == 0
+                });
+                if let Some(file) = emptied.then(|| waiting.files.remove(&first)).flatten() {
+                    drop(waiting);
+                    remove_spill_file(&file.path);
+                }
+            }
+            Some(Kept::WriteAhead) | None => {}
         }
         Ok(())
     }
@@ -285,4 +344,104 @@ fn sequence_from(bytes: &[u8]) -> Result<u64, StoreError> {
         position: 0,
         reason: "malformed intake sequence".into(),
     })
+}
+
+/// Writes `items` to `path` (through a `.tmp` file, synced, then renamed, the
+/// directory synced after).
+fn write_spill_file(dir: &Path, path: &Path, items: &[(u64, Uuid, Arc<[u8]>)]) -> io::Result<()> {
+    std::fs::create_dir_all(dir)?;
+    let temporary = path.with_extension("tmp");
+    let file = File::create(&temporary)?;
+    let mut writer = BufWriter::with_capacity(1 << 20, &file);
+    for (sequence, event_id, item) in items {
+        let length = u32::try_from(item.len()).map_err(io::Error::other)?;
+        writer.write_all(&sequence.to_le_bytes())?;
+        writer.write_all(event_id.as_bytes())?;
+        writer.write_all(&length.to_le_bytes())?;
+        writer.write_all(&spill_crc(*sequence, *event_id, item).to_le_bytes())?;
+        writer.write_all(item)?;
+    }
+    writer.flush()?;
+    drop(writer);
+    file.sync_data()?;
+    std::fs::rename(&temporary, path)?;
+    File::open(dir)?.sync_all()
+}
+
+fn spill_crc(sequence: u64, event_id: Uuid, item: &[u8]) -> u32 {
+    let mut hasher = crc32fast::Hasher::new();
+    hasher.update(&sequence.to_le_bytes());
+    hasher.update(event_id.as_bytes());
+    hasher.update(item);
+    hasher.finalize()
+}
+
+/// The items of a spill file. A whole file was renamed into place only after
+/// its sync, so a record that does not check out is damage, not a torn write.
+fn read_spill_file(path: &Path) -> Result<Vec<(u64, Uuid, Vec<u8>)>, StoreError> {
+    let corrupt = || StoreError::Corrupt {
+        position: 0,
+        reason: format!("damaged intake spill file {}", path.display()),
+    };
+    let mut bytes = Vec::new();
+    File::open(path)?.read_to_end(&mut bytes)?;
+    let mut items = Vec::new();
+    let mut rest = bytes.as_slice();
+    while !rest.is_empty() {
+        let (header, after) = rest.split_at_checked(SPILL_HEADER).ok_or_else(corrupt)?;
+        let field = |range: std::ops::Range<usize>| header.get(range).ok_or_else(corrupt);
+        let sequence = u64::from_le_bytes(field(0..8)?.try_into().map_err(|_| corrupt())?);
+        let event_id = Uuid::from_slice(field(8..24)?).map_err(|_| corrupt())?;
+        let length = u32::from_le_bytes(field(24..28)?.try_into().map_err(|_| corrupt())?);
+        let crc = u32::from_le_bytes(field(28..32)?.try_into().map_err(|_| corrupt())?);
+        let (item, after) = after.split_at_checked(length as usize).ok_or_else(corrupt)?;
+        if spill_crc(sequence, event_id, item) != crc {
+            return Err(corrupt());
+        }
+        items.push((sequence, event_id, item.to_vec()));
+        rest = after;
+    }
+    Ok(items)
+}
+
+/// The spill files in `dir` by first sequence, oldest first; left-over
+/// `.tmp` files (a spill cut short, whose items the write-ahead log still
+/// held) are deleted.
+fn spill_files(dir: &Path) -> Result<Vec<(u64, PathBuf)>, StoreError> {
+    let entries = match std::fs::read_dir(dir) {
+        Ok(entries) => entries,
+        Err(error) if error.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(error) => return Err(error.into()),
+    };
+    let mut found = Vec::new();
+    for entry in entries {
+        let path = entry?.path();
+        match path.extension().and_then(|extension| extension.to_str()) {
+            Some(SPILL_SUFFIX) => {
+                let first = path
+                    .file_stem()
+                    .and_then(|stem| stem.to_str())
+                    .and_then(|stem| stem.split_once('-'))
+                    .and_then(|(first, _)| first.parse().ok());
+                if let Some(first) = first {
+                    found.push((first, path));
+                }
+            }
+            Some("tmp") => std::fs::remove_file(&path)?,
+            _ => {}
+        }
+    }
+    found.sort();
+    Ok(found)
+}
+
+/// Deletes a spill file whose items were all acknowledged. Not synced: a
+/// file that comes back after a crash only holds items the log has, which
+/// opening drops.
+fn remove_spill_file(path: &Path) {
+    if let Err(error) = std::fs::remove_file(path)
+        && error.kind() != io::ErrorKind::NotFound
+    {
+        tracing::warn!(error = %error, path = %path.display(), "Cannot delete an intake spill file");
+    }
 }

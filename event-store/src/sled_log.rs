@@ -57,6 +57,8 @@ const HEAD: &[u8] = b"H";
 const INDEXED: &[u8] = b"X";
 /// The write-ahead log's directory inside the data directory.
 const WAL_DIR: &str = "wal";
+/// Where intake items still waiting at a checkpoint are spilled.
+const INTAKE_DIR: &str = "intake";
 /// How often sled's own files are made to hold everything (then the
 /// write-ahead segments before are retired); sooner when a segment is full.
 const CHECKPOINT_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
@@ -274,7 +276,14 @@ impl SledEventLog {
             poisoned: Mutex::new(None),
         });
         let (head_sender, head_watch) = watch::channel(head);
-        let (intake, intake_last) = IntakeState::load(intake_tree, options.intake_limit_bytes)?;
+        // Items masked before the stop are in the log (indexed above) already.
+        let is_stored = |event_id| Ok(lookup_event_id(&tree, event_id)?.is_some());
+        let (intake, intake_last) = IntakeState::load(
+            intake_tree,
+            &path.join(INTAKE_DIR),
+            options.intake_limit_bytes,
+            &is_stored,
+        )?;
         let intake = Arc::new(intake);
         let (intake_sender, intake_watch) = watch::channel(intake_last);
         let (sender, receiver) = mpsc::channel(8192);
@@ -949,7 +958,7 @@ impl Flusher {
     /// checkpointer. The log's records they hold are in sled's memory already
     /// (the writer applies a group before the flusher sees it); intake items
     /// up to the last durable sequence that still wait, the checkpointer
-    /// copies to sled first.
+    /// spills to a file first.
     fn checkpoint(&mut self) -> Result<(), StoreError> {
         self.last_checkpoint = std::time::Instant::now();
         let covered = self.wal.rotate()?;
@@ -960,7 +969,7 @@ impl Flusher {
     }
 }
 
-/// Copies waiting intake items to sled, makes sled's files durable and
+/// Spills waiting intake items to a file, makes sled's files durable and
 /// retires the write-ahead segments they now cover (kept as spares or
 /// deleted), on its own thread: sled's `flush()` takes tens of milliseconds
 /// under load, and group commits go on meanwhile. On close it finishes the

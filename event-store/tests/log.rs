@@ -446,11 +446,12 @@ async fn the_front_of_an_unacknowledged_group_is_dropped_on_open() {
 }
 
 #[tokio::test]
-async fn intake_items_are_idempotent_by_event_id_and_only_waiting_ones_reach_sled() {
+async fn intake_items_are_idempotent_by_event_id_and_only_waiting_ones_are_spilled() {
     let dir = tempfile::tempdir().unwrap();
     let (waits, masked, unkeyed) =
         (uuid::Uuid::now_v7(), uuid::Uuid::now_v7(), uuid::Uuid::now_v7());
     let intake_keys = |log: &SledEventLog| log.db().open_tree("intake").unwrap().len();
+    let spill_files = || spill_files(dir.path());
     {
         let log = SledEventLog::open(dir.path(), SledOptions::default()).unwrap();
         assert!(!log.enqueue_intake(waits, true, b"waits".to_vec()).await.unwrap().duplicate);
@@ -473,12 +474,13 @@ async fn intake_items_are_idempotent_by_event_id_and_only_waiting_ones_reach_sle
         assert!(log.enqueue_intake(masked, true, b"retry".to_vec()).await.unwrap().duplicate);
         queue.remove(pending[2].0).unwrap();
         queue.remove(pending[3].0).unwrap();
-        assert_eq!(intake_keys(&log), 0, "nothing is written to sled before a checkpoint");
-        // Closing checkpoints: the one item still waiting is copied to sled.
+        assert!(spill_files().is_empty(), "nothing is spilled before a checkpoint");
+        // Closing checkpoints: the one item still waiting is spilled.
         log.close().unwrap();
     }
+    assert_eq!(spill_files().len(), 1);
     let log = SledEventLog::open(dir.path(), SledOptions::default()).unwrap();
-    assert_eq!(intake_keys(&log), 1);
+    assert_eq!(intake_keys(&log), 0, "sled never holds an intake item");
     let queue = log.intake();
     let pending = queue.pending(0, 10).unwrap();
     assert_eq!(pending.iter().map(|(_, item)| item.as_slice()).collect::<Vec<_>>(), [b"waits"]);
@@ -492,8 +494,66 @@ async fn intake_items_are_idempotent_by_event_id_and_only_waiting_ones_reach_sle
     for sequence in sequences {
         queue.remove(sequence).unwrap();
     }
-    assert_eq!(intake_keys(&log), 0, "an acknowledged item leaves the tree");
+    assert!(spill_files().is_empty(), "a spill file goes with its last item");
     assert!(queue.is_empty());
+}
+
+#[tokio::test]
+async fn a_spilled_item_masked_before_a_crash_is_not_handed_out_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let (masked, waits) = (uuid::Uuid::now_v7(), uuid::Uuid::now_v7());
+    {
+        let log = SledEventLog::open(dir.path(), SledOptions::default()).unwrap();
+        log.enqueue_intake(masked, true, b"masked".to_vec()).await.unwrap();
+        log.enqueue_intake(waits, true, b"waits".to_vec()).await.unwrap();
+        log.close().unwrap();
+    }
+    let kept = spill_files(dir.path());
+    assert_eq!(kept.len(), 1);
+    let copy = dir.path().join("spill.copy");
+    std::fs::copy(&kept[0], &copy).unwrap();
+    {
+        let log = SledEventLog::open(dir.path(), SledOptions::default()).unwrap();
+        let queue = log.intake();
+        let pending = queue.pending(0, 10).unwrap();
+        let mut event = interaction("c1", 0);
+        event.event_id = masked;
+        log.append(&customer("c1"), ExpectedRevision::Any, vec![event]).await.unwrap();
+        queue.remove(pending[0].0).unwrap();
+        log.close().unwrap();
+    }
+    // As if the process died before the acknowledgement reached the file:
+    // the file still lists the masked item.
+    std::fs::rename(&copy, &kept[0]).unwrap();
+    let log = SledEventLog::open(dir.path(), SledOptions::default()).unwrap();
+    let pending = log.intake().pending(0, 10).unwrap();
+    assert_eq!(pending.iter().map(|(_, item)| item.as_slice()).collect::<Vec<_>>(), [b"waits"]);
+    assert!(log.enqueue_intake(masked, true, b"retry".to_vec()).await.unwrap().duplicate);
+    let receipt = log.enqueue_intake(uuid::Uuid::now_v7(), true, b"new".to_vec()).await.unwrap();
+    assert!(!receipt.duplicate);
+    let sequences: Vec<u64> = log.intake().pending(0, 10).unwrap().iter().map(|(s, _)| *s).collect();
+    assert_eq!(sequences, [2, 3], "sequences go on after the dropped item");
+
+    // A damaged spill file stops the open rather than losing items silently.
+    log.close().unwrap();
+    drop(log);
+    let file = spill_files(dir.path()).pop().unwrap();
+    let mut bytes = std::fs::read(&file).unwrap();
+    let last = bytes.len() - 1;
+    bytes[last] ^= 0xff;
+    std::fs::write(&file, bytes).unwrap();
+    let error = SledEventLog::open(dir.path(), SledOptions::default()).err().unwrap();
+    assert!(error.to_string().contains("spill"), "{error}");
+}
+
+fn spill_files(data_dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let Ok(entries) = std::fs::read_dir(data_dir.join("intake")) else { return Vec::new() };
+    let mut files: Vec<_> = entries
+        .map(|entry| entry.unwrap().path())
+        .filter(|path| path.extension().is_some_and(|extension| extension == "spill"))
+        .collect();
+    files.sort();
+    files
 }
 
 #[tokio::test]
