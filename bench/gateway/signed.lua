@@ -29,13 +29,20 @@ function request()
 end
 
 -- With RATE (requests/s in all) and CONNECTIONS set, each connection pauses
--- between requests so that together they hold about that rate: the latency of
--- a server that is not saturated (wrk measures from send to answer, pause
--- excluded).
+-- between requests so that together they would send about that rate if
+-- answers took no time (wrk measures latency from send to answer, pause
+-- excluded). wrk's pauses are whole milliseconds: a fractional pause is drawn
+-- as the two whole values around it, in proportion. run.sh raises RATE until
+-- the rate actually held is half the peak.
 local rate = tonumber(os.getenv("RATE") or "")
 if rate and rate > 0 then
-  local pause = math.max(1, math.floor(1000 * tonumber(os.getenv("CONNECTIONS") or "64") / rate + 0.5))
+  local pause = 1000 * tonumber(os.getenv("CONNECTIONS") or "64") / rate
+  local whole = math.floor(pause)
+  local fraction = pause - whole
   function delay()
-    return pause
+    if math.random() < fraction then
+      return whole + 1
+    end
+    return whole
   end
 end
