@@ -531,7 +531,8 @@ async fn a_spilled_item_masked_before_a_crash_is_not_handed_out_again() {
     assert!(log.enqueue_intake(masked, true, b"retry".to_vec()).await.unwrap().duplicate);
     let receipt = log.enqueue_intake(uuid::Uuid::now_v7(), true, b"new".to_vec()).await.unwrap();
     assert!(!receipt.duplicate);
-    let sequences: Vec<u64> = log.intake().pending(0, 10).unwrap().iter().map(|(s, _)| *s).collect();
+    let sequences: Vec<u64> =
+        log.intake().pending(0, 10).unwrap().iter().map(|(s, _)| *s).collect();
     assert_eq!(sequences, [2, 3], "sequences go on after the dropped item");
 
     // A damaged spill file stops the open rather than losing items silently.
