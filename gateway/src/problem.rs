@@ -186,6 +186,11 @@ impl From<event_store::projection::ProjectionError> for Problem {
 
 /// Reads a JSON body into `T`, with the path of the first field at fault.
 pub fn parse_json<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, Problem> {
+    // Tracking the path costs a wrapper around every value; only a body that
+    // fails needs it, so it is read again for the answer.
+    if let Ok(value) = serde_json::from_slice(body) {
+        return Ok(value);
+    }
     let mut deserializer = serde_json::Deserializer::from_slice(body);
     let value: T = serde_path_to_error::deserialize(&mut deserializer).map_err(|error| {
         let path = error.path().to_string();
