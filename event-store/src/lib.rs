@@ -28,6 +28,7 @@
 pub mod checkpoints;
 pub mod customer360;
 pub mod intake;
+mod known_ids;
 pub mod local;
 pub mod log;
 pub mod memory;

@@ -46,6 +46,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 use uuid::Uuid;
 
 use crate::intake::{IntakeQueue, IntakeReceipt, IntakeState};
+use crate::known_ids::KnownIds;
 use crate::log::{AppendError, AppendOutcome, EventLog, StoreError, already_stored, check_events};
 use crate::record::{GENESIS_HASH, StoredRecord};
 use crate::wal::{Wal, WalBatch, WalTree};
@@ -62,6 +63,10 @@ const INTAKE_DIR: &str = "intake";
 /// How often sled's own files are made to hold everything (then the
 /// write-ahead segments before are retired); sooner when a segment is full.
 const CHECKPOINT_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
+/// Up to this many records, the event-id filter is filled before `open`
+/// returns (a fraction of a second); a larger log fills it on a thread of its
+/// own while it serves.
+const FILL_ON_OPEN: u64 = 100_000;
 /// The most requests one writer batch takes.
 const MAX_BATCH: usize = 2048;
 
@@ -195,6 +200,7 @@ struct Shared {
     durable_head: AtomicU64,
     tail: Mutex<Tail>,
     poisoned: Mutex<Option<String>>,
+    known: KnownIds,
 }
 
 impl Shared {
@@ -223,6 +229,9 @@ impl Shared {
     fn position_at_most(&self, event_id: Uuid, limit: u64) -> Result<Option<u64>, StoreError> {
         if let Some(position) = self.tail().by_id.get(&event_id) {
             return Ok(Some(*position).filter(|position| *position <= limit));
+        }
+        if !self.known.may_contain(event_id) {
+            return Ok(None);
         }
         Ok(lookup_event_id(&self.tree, event_id)?.filter(|position| *position <= limit))
     }
@@ -274,6 +283,7 @@ impl SledEventLog {
             durable_head: AtomicU64::new(head),
             tail: Mutex::new(Tail::default()),
             poisoned: Mutex::new(None),
+            known: KnownIds::new(head),
         });
         let (head_sender, head_watch) = watch::channel(head);
         // Items masked before the stop are in the log (indexed above) already.
@@ -312,7 +322,28 @@ impl SledEventLog {
         };
         let indexer = Indexer { shared: shared.clone() };
         let checkpointer = Checkpointer { db: db.clone(), data_file, intake: intake.clone() };
-        let threads = vec![
+        let mut threads = Vec::new();
+        if head <= FILL_ON_OPEN {
+            shared.known.fill(&shared.tree, EVENT_ID)?;
+        } else {
+            let filler = shared.clone();
+            threads.push(std::thread::Builder::new().name("event-log-ids".into()).spawn(
+                move || {
+                    let started = std::time::Instant::now();
+                    match filler.known.fill(&filler.tree, EVENT_ID) {
+                        Ok(()) => tracing::info!(
+                            seconds = started.elapsed().as_secs_f64(),
+                            "Event-id filter filled"
+                        ),
+                        // The index still answers every question, only slower.
+                        Err(error) => {
+                            tracing::warn!(error = %error, "Cannot fill the event-id filter")
+                        }
+                    }
+                },
+            )?);
+        }
+        threads.extend([
             std::thread::Builder::new()
                 .name("event-log-writer".into())
                 .spawn(move || writer.run(receiver))?,
@@ -325,7 +356,7 @@ impl SledEventLog {
             std::thread::Builder::new()
                 .name("event-log-checkpointer".into())
                 .spawn(move || checkpointer.run(checkpoint_receiver))?,
-        ];
+        ]);
         Ok(Self {
             db,
             shared,
@@ -368,6 +399,7 @@ impl SledEventLog {
     pub fn close(&self) -> Result<(), StoreError> {
         let sender = self.sender.lock().map(|mut guard| guard.take()).unwrap_or(None);
         drop(sender);
+        self.shared.known.stop();
         let threads =
             self.threads.lock().map(|mut guard| std::mem::take(&mut *guard)).unwrap_or_default();
         for thread in threads {
@@ -864,6 +896,9 @@ impl Writer {
         let record = StoredRecord::seal(position, self.head_hash, event.bytes);
         let hash = record.hash;
         pending.records.push((position, record.encode()));
+        // Into the filter before the tail: a reader that misses the tail
+        // after the indexer emptied it then sees the filter's bits.
+        self.shared.known.insert(event.event_id);
         self.shared.tail().insert(position, &event.stream, event.event_id);
         self.stream_revisions.insert(event.stream.clone(), position);
         pending.index.push((position, event.stream, event.event_id));
