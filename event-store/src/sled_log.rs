@@ -745,30 +745,57 @@ impl Writer {
                     Err(_) => break,
                 }
             }
-            let commit = self.write_batch(requests);
-            if self.commits.send(commit).is_err() {
+            if !self.write_batch(requests) {
                 break;
             }
         }
     }
 
-    fn write_batch(&mut self, requests: Vec<Request>) -> Commit {
+    /// Stages a batch and hands it to the flusher; false once the flusher is
+    /// gone. Intake items go as a commit of their own, before the batch's
+    /// records are written to sled: a webhook's answer does not wait for the
+    /// agents' appends that happened to share its batch.
+    fn write_batch(&mut self, requests: Vec<Request>) -> bool {
         let start_head = self.head;
         let mut pending = Pending::default();
+        let mut intake = Pending::default();
         for request in requests {
-            let reply = match request {
+            match request {
                 Request::Append { stream, expected, events, reply } => {
-                    Reply::Append(reply, self.stage_append(&mut pending, &stream, expected, events))
+                    let result = self.stage_append(&mut pending, &stream, expected, events);
+                    pending.replies.push(Reply::Append(reply, result));
                 }
                 Request::AppendAt { records, reply } => {
-                    Reply::AppendAt(reply, self.stage_append_at(&mut pending, records))
+                    let result = self.stage_append_at(&mut pending, records);
+                    pending.replies.push(Reply::AppendAt(reply, result));
                 }
-                Request::Enqueue { event_id, deduplicate, item, reply } => Reply::Enqueue(
-                    reply,
-                    self.stage_enqueue(&mut pending, event_id, deduplicate, item),
-                ),
+                Request::Enqueue { event_id, deduplicate, item, reply } => {
+                    let result = self.stage_enqueue(&mut intake, event_id, deduplicate, item);
+                    // A repeat may be a repeat of a record staged in this very
+                    // batch: its answer waits until that record is durable.
+                    let repeat = matches!(&result, Ok(receipt) if receipt.duplicate);
+                    let replies =
+                        if repeat && self.head != start_head { &mut pending } else { &mut intake };
+                    replies.replies.push(Reply::Enqueue(reply, result));
+                }
+            }
+        }
+        if !intake.replies.is_empty() {
+            let commit = Commit {
+                wal: intake.wal,
+                head: start_head,
+                head_hash: None,
+                intake_last: self.intake_last,
+                replies: intake.replies,
+                index: Vec::new(),
+                failure: None,
             };
-            pending.replies.push(reply);
+            if self.commits.send(commit).is_err() {
+                return false;
+            }
+        }
+        if pending.replies.is_empty() {
+            return true;
         }
         let mut failure = None;
         if self.head != start_head {
@@ -783,7 +810,7 @@ impl Writer {
                 failure = Some(error.to_string());
             }
         }
-        Commit {
+        let commit = Commit {
             wal: pending.wal,
             head_hash: (self.head != start_head).then_some(self.head_hash),
             head: self.head,
@@ -791,7 +818,8 @@ impl Writer {
             replies: pending.replies,
             index: pending.index,
             failure,
-        }
+        };
+        self.commits.send(commit).is_ok()
     }
 
     fn known_position(&self, event_id: Uuid) -> Result<Option<u64>, StoreError> {
