@@ -44,8 +44,6 @@ const SPILLED: u8 = b'P';
 const LEGACY_ITEM: u8 = b'Q';
 const LEGACY_LAST: &[u8] = b"N";
 const SPILL_SUFFIX: &str = "spill";
-/// A spill record's fixed part: sequence, event id, length, checksum.
-const SPILL_HEADER: usize = 8 + 16 + 4 + 4;
 
 /// How many bytes of items may wait for the masking agent, unless the log is
 /// opened with another limit (256 MiB).
@@ -234,11 +232,11 @@ impl IntakeState {
                 self.tree.remove(item_key(prefix, sequence))?;
             }
             Some(Kept::File(first)) => {
-                let emptied = waiting.files.get_mut(&first).is_some_and(|file| {
-                    file.live -= 1;
-                    file.live == 0
-                });
-                if let Some(file) = emptied.then(|| waiting.files.remove(&first)).flatten() {
+                let Some(file) = waiting.files.get_mut(&first) else { return Ok(()) };
+                file.live -= 1;
+                if file.live == 0
+                    && let Some(file) = waiting.files.remove(&first)
+                {
                     drop(waiting);
                     remove_spill_file(&file.path);
                 }
@@ -388,13 +386,11 @@ fn read_spill_file(path: &Path) -> Result<Vec<(u64, Uuid, Vec<u8>)>, StoreError>
     let mut items = Vec::new();
     let mut rest = bytes.as_slice();
     while !rest.is_empty() {
-        let (header, after) = rest.split_at_checked(SPILL_HEADER).ok_or_else(corrupt)?;
-        let field = |range: std::ops::Range<usize>| header.get(range).ok_or_else(corrupt);
-        let sequence = u64::from_le_bytes(field(0..8)?.try_into().map_err(|_| corrupt())?);
-        let event_id = Uuid::from_slice(field(8..24)?).map_err(|_| corrupt())?;
-        let length = u32::from_le_bytes(field(24..28)?.try_into().map_err(|_| corrupt())?);
-        let crc = u32::from_le_bytes(field(28..32)?.try_into().map_err(|_| corrupt())?);
-        let (item, after) = after.split_at_checked(length as usize).ok_or_else(corrupt)?;
+        let sequence = u64::from_le_bytes(take(&mut rest).ok_or_else(corrupt)?);
+        let event_id = Uuid::from_bytes(take(&mut rest).ok_or_else(corrupt)?);
+        let length = u32::from_le_bytes(take(&mut rest).ok_or_else(corrupt)?);
+        let crc = u32::from_le_bytes(take(&mut rest).ok_or_else(corrupt)?);
+        let (item, after) = rest.split_at_checked(length as usize).ok_or_else(corrupt)?;
         if spill_crc(sequence, event_id, item) != crc {
             return Err(corrupt());
         }
@@ -402,6 +398,13 @@ fn read_spill_file(path: &Path) -> Result<Vec<(u64, Uuid, Vec<u8>)>, StoreError>
         rest = after;
     }
     Ok(items)
+}
+
+/// The first `N` bytes of `bytes`, which then starts after them.
+fn take<const N: usize>(bytes: &mut &[u8]) -> Option<[u8; N]> {
+    let (head, rest) = bytes.split_first_chunk::<N>()?;
+    *bytes = rest;
+    Some(*head)
 }
 
 /// The spill files in `dir` by first sequence, oldest first; left-over
@@ -435,9 +438,10 @@ fn spill_files(dir: &Path) -> Result<Vec<(u64, PathBuf)>, StoreError> {
     Ok(found)
 }
 
-/// Deletes a spill file whose items were all acknowledged. Not synced: a
-/// file that comes back after a crash only holds items the log has, which
-/// opening drops.
+/// Deletes a spill file whose items were all acknowledged. Not synced: if
+/// the file comes back after a crash, opening drops the items whose event the
+/// log holds, and the few the masking agent dropped as invalid are dropped
+/// again.
 fn remove_spill_file(path: &Path) {
     if let Err(error) = std::fs::remove_file(path)
         && error.kind() != io::ErrorKind::NotFound
