@@ -32,7 +32,7 @@
 //! - `I` event id (16 bytes) → position (the permanent idempotency index)
 //! - `X` → the last position the indexes cover
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -174,19 +174,25 @@ enum Request {
 #[derive(Default)]
 struct Tail {
     by_id: HashMap<Uuid, u64>,
-    by_stream: HashMap<StreamId, Vec<u64>>,
+    /// Each stream's unindexed positions, ascending: records are written and
+    /// indexed in log order, so the indexer removes from the front.
+    by_stream: HashMap<StreamId, VecDeque<u64>>,
 }
 
 impl Tail {
     fn insert(&mut self, position: u64, stream: &StreamId, event_id: Uuid) {
         self.by_id.insert(event_id, position);
-        self.by_stream.entry(stream.clone()).or_default().push(position);
+        self.by_stream.entry(stream.clone()).or_default().push_back(position);
     }
 
     fn remove(&mut self, position: u64, stream: &StreamId, event_id: Uuid) {
         self.by_id.remove(&event_id);
         if let Some(positions) = self.by_stream.get_mut(stream) {
-            positions.retain(|candidate| *candidate != position);
+            if positions.front() == Some(&position) {
+                positions.pop_front();
+            } else {
+                positions.retain(|candidate| *candidate != position);
+            }
             if positions.is_empty() {
                 self.by_stream.remove(stream);
             }
@@ -1422,5 +1428,35 @@ fn read_head(tree: &sled::Tree) -> Result<(u64, [u8; 32]), StoreError> {
             Ok((position, hash))
         }
         Some(_) => Err(StoreError::Corrupt { position: 0, reason: "malformed head record".into() }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn stream(name: &str) -> StreamId {
+        StreamId::customer(name).unwrap_or_else(|error| panic!("{error}"))
+    }
+
+    #[test]
+    fn the_tail_forgets_indexed_positions_in_order_and_out_of_order() {
+        let (a, b) = (stream("cus_a"), stream("cus_b"));
+        let ids: Vec<Uuid> = (0..5).map(|_| Uuid::new_v4()).collect();
+        let mut tail = Tail::default();
+        for (position, id) in (1..=5).zip(&ids) {
+            tail.insert(position, if position % 2 == 0 { &b } else { &a }, *id);
+        }
+        tail.remove(1, &a, ids[0]);
+        tail.remove(2, &b, ids[1]);
+        assert_eq!(tail.by_stream[&a], [3, 5]);
+        assert_eq!(tail.by_stream[&b], [4]);
+        // Out of order (an indexer write that failed leaves its entries).
+        tail.remove(5, &a, ids[4]);
+        assert_eq!(tail.by_stream[&a], [3]);
+        tail.remove(3, &a, ids[2]);
+        tail.remove(4, &b, ids[3]);
+        assert!(tail.by_stream.is_empty());
+        assert!(tail.by_id.is_empty());
     }
 }
