@@ -10,6 +10,7 @@
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 /// Where Debian and others install `nats-server`, besides `PATH`.
@@ -44,6 +45,9 @@ pub fn free_port() -> u16 {
         .unwrap_or(0)
 }
 
+/// Numbers the servers a test process starts, for their names.
+static NEXT_SERVER: AtomicU64 = AtomicU64::new(0);
+
 /// A `nats-server -js` of the test's own.
 pub struct NatsServer {
     binary: PathBuf,
@@ -53,6 +57,9 @@ pub struct NatsServer {
     child: Option<Child>,
     /// Whether it listened once: a restart must keep the port.
     started: bool,
+    /// Its `server_name`, unique to it: what listens on the port is checked
+    /// to be this server, not another test's that got the same free port.
+    name: String,
 }
 
 impl NatsServer {
@@ -83,6 +90,11 @@ impl NatsServer {
             config: config.map(Path::to_path_buf),
             child: None,
             started: false,
+            name: format!(
+                "agentcrm-test-{}-{}",
+                std::process::id(),
+                NEXT_SERVER.fetch_add(1, Ordering::Relaxed)
+            ),
         };
         server.spawn();
         Some(server)
@@ -109,6 +121,7 @@ impl NatsServer {
             let mut command = Command::new(&self.binary);
             command.args(["-js", "-a", "127.0.0.1", "-p", &self.port.to_string(), "--store_dir"]);
             command.arg(self.store.path());
+            command.args(["--server_name", &self.name]);
             if let Some(config) = &self.config {
                 command.arg("-c").arg(config);
             }
@@ -122,7 +135,7 @@ impl NatsServer {
                 if let Ok(Some(_)) = child.try_wait() {
                     break;
                 }
-                if std::net::TcpStream::connect(("127.0.0.1", self.port)).is_ok() {
+                if self.answers_as_itself() {
                     self.child = Some(child);
                     self.started = true;
                     return;
@@ -136,6 +149,18 @@ impl NatsServer {
             }
         }
         panic!("nats-server did not start listening on 127.0.0.1:{}", self.port);
+    }
+
+    /// Whether the server on the port is this one: a NATS server greets a
+    /// client with an `INFO` line that names it.
+    fn answers_as_itself(&self) -> bool {
+        let Ok(stream) = std::net::TcpStream::connect(("127.0.0.1", self.port)) else {
+            return false;
+        };
+        let _ = stream.set_read_timeout(Some(Duration::from_secs(1)));
+        let mut greeting = String::new();
+        let _ = std::io::BufRead::read_line(&mut std::io::BufReader::new(stream), &mut greeting);
+        greeting.contains(&format!("\"server_name\":\"{}\"", self.name))
     }
 
     /// SIGKILLs the server (no clean shutdown).
