@@ -14,7 +14,7 @@ here=bench/gateway
 target="${CARGO_TARGET_DIR:-target}"
 duration="${DURATION:-10s}"
 connections="${CONNECTIONS:-64}"
-count="${REQUESTS_COUNT:-400000}"
+count="${REQUESTS_COUNT:-1000000}"
 command -v wrk >/dev/null || { apt-get install -y -qq wrk || { apt-get update -qq && apt-get install -y -qq wrk; }; }
 
 cargo build --release -p agentcrm --quiet
@@ -54,6 +54,13 @@ REQUESTS="$work/requests" wrk -t2 -c"$connections" -d"$duration" --latency -s "$
 # Does the masking agent keep up? Every accepted webhook becomes one masked
 # event in the log; the customer 360 checkpoint is the log position it folded.
 accepted="$(awk '/requests in/ {print $1}' "$work/wrk.txt")"
+# wrk starts over at the first delivery once a thread has sent all of its
+# own: a repeat is only a deduplication, so a run that got there measured the
+# wrong thing.
+if [ "$accepted" -gt "$count" ]; then
+    echo "wrk sent $accepted requests but only $count deliveries were signed: run again with REQUESTS_COUNT above $accepted" >&2
+    exit 1
+fi
 # Waits until the 360 fold has reached log position $1; prints how long.
 drain() {
     local ended folded
@@ -71,16 +78,23 @@ echo "== masking backlog: $accepted accepted webhooks all masked and folded $(dr
 
 # Latency at half the peak: each connection paces its requests (signed.lua's
 # delay), with deliveries not sent before. A paced connection also waits for
-# each answer, so short calibration runs adjust the pacing rate until the
-# rate held is within 3 % of half the peak (at most four of them; the
-# closest one's pacing is used), and the agents mask what they sent before the
-# measured run starts.
+# each answer, and wrk's pauses run a little long, so each connection's cycle
+# is its pause plus a time the pause does not control. Short calibration
+# runs measure that time and set the pause to what is left of the cycle that
+# half the peak needs (once one pacing held too little and another too much,
+# the next lies halfway between them), until the rate held is within 3 % of
+# half the peak (at most six of them; the closest one's pacing is used).
+# Before each of them, and before the measured run, the agents mask what was
+# sent before.
 peak="$(awk '/Requests\/sec/ {printf "%d", $2}' "$work/wrk.txt")"
 half=$(( peak / 2 ))
 rate=$half
 best_rate=$half
 best_miss=$half
-for attempt in 1 2 3 4; do
+below=0
+above=0
+for attempt in 1 2 3 4 5 6; do
+    echo "   calibration $attempt: backlog masked and folded in $(drain "$accepted") ms"
     python3 "$here/sign_requests.py" "$secret" $(( half * 4 )) "$work/calibration$attempt" 2 "calibration$attempt"
     RATE="$rate" CONNECTIONS="$connections" REQUESTS="$work/calibration$attempt" \
         wrk -t2 -c"$connections" -d3s -s "$here/signed.lua" "http://127.0.0.1:$gw_port" >"$work/calibration.txt"
@@ -90,7 +104,18 @@ for attempt in 1 2 3 4; do
     miss=$(( held > half ? held - half : half - held ))
     [ "$miss" -lt "$best_miss" ] && { best_miss=$miss; best_rate=$rate; }
     [ $(( miss * 100 )) -le $(( half * 3 )) ] && break
-    rate=$(( rate * half / (held > 0 ? held : 1) ))
+    # Between a pacing that held too little and one that held too much, the
+    # next is halfway; otherwise cycle = pause + other, where
+    # other = connections/held - connections/rate.
+    if [ "$held" -lt "$half" ]; then below=$(( rate > below ? rate : below )); else above=$(( above == 0 || rate < above ? rate : above )); fi
+    rate="$(python3 -c "
+c, rate, held, half, below, above = $connections, $rate, max($held, 1), $half, $below, $above
+if below and above:
+    print((below + above) // 2)
+else:
+    other = c / held - c / rate
+    pause = max(c / half - other, c / half / 20)
+    print(round(c / pause))")"
 done
 rate=$best_rate
 # The agents catch up first: at half the peak they keep pace with new webhooks.
