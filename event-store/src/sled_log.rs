@@ -1305,7 +1305,7 @@ fn reindex_tail(tree: &sled::Tree, head: u64) -> Result<(), StoreError> {
 /// The most records one stored block holds, and the most bytes (unless one
 /// record alone is larger). sled 0.34 keeps up to 17 keys in a leaf and moves a
 /// leaf of more than 128 KiB out to a file of its own, which costs a file per
-/// write and read: 17 blocks of 6 KiB stay well inside a leaf.
+/// write and read: 17 blocks of 3 KiB stay well inside a leaf.
 const BLOCK_RECORDS: usize = 16;
 const BLOCK_BYTES: usize = 3 * 1024;
 
