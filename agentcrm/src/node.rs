@@ -72,8 +72,12 @@ pub(crate) async fn wait_for_signal(shutdown: Shutdown) {
 
 pub(crate) fn up(args: UpArgs) -> anyhow::Result<ExitCode> {
     let intake_limit_bytes = usize::try_from(args.intake_limit_kib)? << 10;
-    let store =
-        open_store(&args.data.data_dir, SledOptions { intake_limit_bytes, ..Default::default() })?;
+    let options = SledOptions {
+        intake_limit_bytes,
+        indexer_thread_start: Some(crate::lower_priority),
+        ..Default::default()
+    };
+    let store = open_store(&args.data.data_dir, options)?;
     let runtime = crate::runtime()?;
     let agents = crate::background_runtime()?;
     let result = runtime.block_on(async {

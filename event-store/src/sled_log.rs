@@ -85,6 +85,10 @@ pub struct SledOptions {
     /// How many bytes of raw intake may wait for the masking agent before
     /// `enqueue_intake` refuses ([`AppendError::Backlog`]).
     pub intake_limit_bytes: usize,
+    /// Runs on the indexer's thread when it starts. Indexing is background
+    /// work (records not yet indexed are answered from memory), so a node
+    /// lowers that thread's priority here, below its requests.
+    pub indexer_thread_start: Option<fn()>,
 }
 
 impl Default for SledOptions {
@@ -94,6 +98,7 @@ impl Default for SledOptions {
             fsync: true,
             create: true,
             intake_limit_bytes: crate::intake::DEFAULT_LIMIT_BYTES,
+            indexer_thread_start: None,
         }
     }
 }
@@ -326,7 +331,7 @@ impl SledEventLog {
             index_sender,
             checkpoints,
         };
-        let indexer = Indexer { shared: shared.clone() };
+        let indexer = Indexer { shared: shared.clone(), on_start: options.indexer_thread_start };
         let checkpointer = Checkpointer { db: db.clone(), data_file, intake: intake.clone() };
         let mut threads = Vec::new();
         if head <= FILL_ON_OPEN {
@@ -1078,10 +1083,19 @@ impl Checkpointer {
 /// Writes the stream and event-id indexes of durable records.
 struct Indexer {
     shared: Arc<Shared>,
+    on_start: Option<fn()>,
 }
+
+/// Indexed entries the indexer drops from the tail per hold of its lock: the
+/// writer takes the same lock for every group, and an indexer running below
+/// the writer's priority must not keep it waiting long if it is preempted.
+const TAIL_REMOVALS_PER_LOCK: usize = 64;
 
 impl Indexer {
     fn run(self, entries: std::sync::mpsc::Receiver<IndexEntries>) {
+        if let Some(on_start) = self.on_start {
+            on_start();
+        }
         while let Ok(first) = entries.recv() {
             let mut group = first;
             for more in entries.try_iter() {
@@ -1093,9 +1107,11 @@ impl Indexer {
                 tracing::error!(error = %error, "Failed to write the log's indexes");
                 continue;
             }
-            let mut tail = self.shared.tail();
-            for (position, stream, event_id) in &group {
-                tail.remove(*position, stream, *event_id);
+            for chunk in group.chunks(TAIL_REMOVALS_PER_LOCK) {
+                let mut tail = self.shared.tail();
+                for (position, stream, event_id) in chunk {
+                    tail.remove(*position, stream, *event_id);
+                }
             }
         }
     }

@@ -676,3 +676,32 @@ async fn a_full_intake_refuses_until_the_agent_catches_up() {
     log.enqueue_intake(uuid::Uuid::now_v7(), true, item).await.unwrap();
     assert_eq!(queue.len(), 2);
 }
+
+/// The thread `indexer_thread_start` ran on, by name.
+static INDEXER_HOOK_THREAD: std::sync::Mutex<Option<String>> = std::sync::Mutex::new(None);
+
+fn note_indexer_hook_thread() {
+    *INDEXER_HOOK_THREAD.lock().unwrap() = std::thread::current().name().map(str::to_owned);
+}
+
+#[tokio::test]
+async fn the_indexer_start_hook_runs_on_the_indexer_thread_and_indexing_goes_on() {
+    let dir = tempfile::tempdir().unwrap();
+    let options = SledOptions {
+        indexer_thread_start: Some(note_indexer_hook_thread),
+        ..SledOptions::default()
+    };
+    let log = SledEventLog::open(dir.path(), options).unwrap();
+    append_one_by_one(&log, 0..300).await;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while INDEXER_HOOK_THREAD.lock().unwrap().is_none() && std::time::Instant::now() < deadline {
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    assert_eq!(INDEXER_HOOK_THREAD.lock().unwrap().as_deref(), Some("event-log-indexer"));
+    // The stream reads whole while the indexer works and after a reopen.
+    assert_eq!(log.read_stream(&customer("c1"), 0, 1000).unwrap().len(), 300);
+    log.close().unwrap();
+    drop(log);
+    let log = SledEventLog::open(dir.path(), SledOptions::default()).unwrap();
+    assert_eq!(log.read_stream(&customer("c1"), 0, 1000).unwrap().len(), 300);
+}
