@@ -705,3 +705,35 @@ async fn the_indexer_start_hook_runs_on_the_indexer_thread_and_indexing_goes_on(
     let log = SledEventLog::open(dir.path(), SledOptions::default()).unwrap();
     assert_eq!(log.read_stream(&customer("c1"), 0, 1000).unwrap().len(), 300);
 }
+
+/// The flusher waits for more commits only while they keep coming: neither a
+/// lone writer nor writers that all wait for the group are held for the whole
+/// interval, however long it is.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn group_commits_wait_for_more_only_while_more_come() {
+    let dir = tempfile::tempdir().unwrap();
+    let options = SledOptions {
+        group_commit_interval: std::time::Duration::from_secs(30),
+        ..SledOptions::default()
+    };
+    let log = Arc::new(SledEventLog::open(dir.path(), options).unwrap());
+    let limit = std::time::Duration::from_secs(20);
+    tokio::time::timeout(limit, append_one_by_one(log.as_ref(), 0..50))
+        .await
+        .expect("a lone writer was held back");
+    let writers = (0..16).map(|writer| {
+        let log = log.clone();
+        tokio::spawn(async move {
+            for n in 0..20 {
+                let event = interaction(&format!("w{writer}"), n);
+                let stream = event.stream.clone();
+                log.append(&stream, ExpectedRevision::Any, vec![event]).await.unwrap();
+            }
+        })
+    });
+    let all = futures::future::join_all(writers);
+    for result in tokio::time::timeout(limit, all).await.expect("waiting writers were held back") {
+        result.unwrap();
+    }
+    assert_eq!(log.head(), 50 + 16 * 20);
+}
