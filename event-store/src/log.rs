@@ -88,6 +88,14 @@ impl AppendOutcome {
     }
 }
 
+/// One stream's part of [`EventLog::append_many`].
+#[derive(Debug, Clone)]
+pub struct StreamAppend {
+    pub stream: StreamId,
+    pub expected: ExpectedRevision,
+    pub events: Vec<EventEnvelope>,
+}
+
 /// An append-only, totally ordered log of events.
 ///
 /// Positions are global, 1-based and strictly increasing (gaps are allowed where
@@ -104,6 +112,23 @@ pub trait EventLog: Send + Sync + 'static {
         expected: ExpectedRevision,
         events: Vec<EventEnvelope>,
     ) -> Result<AppendOutcome, AppendError>;
+
+    /// Appends to several streams in one request, each as [`append`](Self::append)
+    /// would: its own expected revision, its own outcome (a conflict on one
+    /// stream leaves the others appended), all durable before this returns.
+    /// The outer error means nothing was appended. For a batch that spans many
+    /// streams, such as the masking agent's, a log may make this one commit
+    /// rather than one request per stream.
+    async fn append_many(
+        &self,
+        appends: Vec<StreamAppend>,
+    ) -> Result<Vec<Result<AppendOutcome, AppendError>>, AppendError> {
+        let mut outcomes = Vec::with_capacity(appends.len());
+        for StreamAppend { stream, expected, events } in appends {
+            outcomes.push(self.append(&stream, expected, events).await);
+        }
+        Ok(outcomes)
+    }
 
     /// Stores events at positions chosen elsewhere (JetStream sequences, in
     /// distributed mode), in order and atomically. A known `event_id` is skipped

@@ -47,7 +47,9 @@ use uuid::Uuid;
 
 use crate::intake::{IntakeQueue, IntakeReceipt, IntakeState};
 use crate::known_ids::KnownIds;
-use crate::log::{AppendError, AppendOutcome, EventLog, StoreError, already_stored, check_events};
+use crate::log::{
+    AppendError, AppendOutcome, EventLog, StoreError, StreamAppend, already_stored, check_events,
+};
 use crate::record::{GENESIS_HASH, StoredRecord};
 use crate::wal::{Wal, WalBatch, WalTree};
 
@@ -180,6 +182,10 @@ enum Request {
     AppendAt {
         records: Vec<(u64, Prepared)>,
         reply: Answer<Vec<AppendOutcome>>,
+    },
+    AppendMany {
+        appends: Vec<(StreamId, ExpectedRevision, Vec<Prepared>)>,
+        reply: Answer<Vec<Result<AppendOutcome, AppendError>>>,
     },
     Enqueue {
         event_id: Uuid,
@@ -561,6 +567,52 @@ impl EventLog for SledEventLog {
         self.submit(|reply| Request::Append { stream, expected, events, reply }).await
     }
 
+    /// One request to the writer for every stream: the streams' events share
+    /// a group commit, and the caller waits for one answer.
+    async fn append_many(
+        &self,
+        appends: Vec<StreamAppend>,
+    ) -> Result<Vec<Result<AppendOutcome, AppendError>>, AppendError> {
+        let recorded_at = chrono::Utc::now();
+        // Streams settled here (invalid, or nothing to append) keep their
+        // outcome; the rest go to the writer, and their outcomes come back in
+        // order.
+        let mut outcomes: Vec<Option<Result<AppendOutcome, AppendError>>> =
+            Vec::with_capacity(appends.len());
+        let mut submitted = Vec::new();
+        for StreamAppend { stream, expected, events } in appends {
+            if let Err(error) = check_events(&stream, &events) {
+                outcomes.push(Some(Err(error)));
+            } else if events.is_empty() {
+                outcomes.push(Some(self.append(&stream, expected, events).await));
+            } else {
+                let events = events
+                    .into_iter()
+                    .map(|mut event| {
+                        event.recorded_at = recorded_at;
+                        Prepared::new(&event)
+                    })
+                    .collect();
+                submitted.push((stream, expected, events));
+                outcomes.push(None);
+            }
+        }
+        let mut answered = if submitted.is_empty() {
+            Vec::new()
+        } else {
+            self.submit(|reply| Request::AppendMany { appends: submitted, reply }).await?
+        }
+        .into_iter();
+        Ok(outcomes
+            .into_iter()
+            .map(|outcome| {
+                outcome
+                    .or_else(|| answered.next())
+                    .unwrap_or_else(|| Err(StoreError::Closed.into()))
+            })
+            .collect())
+    }
+
     async fn append_at(
         &self,
         records: Vec<(u64, EventEnvelope)>,
@@ -698,6 +750,10 @@ impl EventLog for SledEventLog {
 enum Reply {
     Append(Answer<AppendOutcome>, Result<AppendOutcome, AppendError>),
     AppendAt(Answer<Vec<AppendOutcome>>, Result<Vec<AppendOutcome>, AppendError>),
+    AppendMany(
+        Answer<Vec<Result<AppendOutcome, AppendError>>>,
+        Result<Vec<Result<AppendOutcome, AppendError>>, AppendError>,
+    ),
     Enqueue(Answer<IntakeReceipt>, Result<IntakeReceipt, AppendError>),
 }
 
@@ -707,6 +763,7 @@ impl Reply {
         match self {
             Self::Append(reply, result) => drop(reply.send(result)),
             Self::AppendAt(reply, result) => drop(reply.send(result)),
+            Self::AppendMany(reply, result) => drop(reply.send(result)),
             Self::Enqueue(reply, result) => drop(reply.send(result)),
         }
     }
@@ -718,6 +775,9 @@ impl Reply {
         match self {
             Self::Append(reply, Ok(_)) => Self::Append(reply, Err(failure())),
             Self::AppendAt(reply, Ok(_)) => Self::AppendAt(reply, Err(failure())),
+            // None of the request's streams is durable, whatever each one's
+            // own outcome was.
+            Self::AppendMany(reply, Ok(_)) => Self::AppendMany(reply, Err(failure())),
             Self::Enqueue(reply, Ok(_)) => Self::Enqueue(reply, Err(failure())),
             refused => refused,
         }
@@ -795,6 +855,15 @@ impl Writer {
                 Request::AppendAt { records, reply } => {
                     let result = self.stage_append_at(&mut pending, records);
                     pending.replies.push(Reply::AppendAt(reply, result));
+                }
+                Request::AppendMany { appends, reply } => {
+                    let results = appends
+                        .into_iter()
+                        .map(|(stream, expected, events)| {
+                            self.stage_append(&mut pending, &stream, expected, events)
+                        })
+                        .collect();
+                    pending.replies.push(Reply::AppendMany(reply, Ok(results)));
                 }
                 Request::Enqueue { event_id, deduplicate, item, reply } => {
                     let result = self.stage_enqueue(&mut intake, event_id, deduplicate, item);

@@ -9,7 +9,7 @@ use bus_schema::{
     EventPayload, ExpectedRevision, InteractionRecorded, StreamId,
 };
 use chrono::Utc;
-use event_store::log::AppendError;
+use event_store::log::{AppendError, StreamAppend};
 use event_store::verify::{Verdict, verify};
 use event_store::{
     CatchUpSubscription, EventLog, MemoryEventLog, ReadModels, SledEventLog, SledOptions, SledStore,
@@ -135,6 +135,70 @@ async fn stale_revision_conflicts_with_the_actual_one_and_writes_nothing() {
             .unwrap_err();
         assert_eq!(error.actual_revision(), Some(1));
         assert_eq!(log.head(), 1, "{name}");
+    }
+}
+
+#[tokio::test]
+async fn one_append_to_many_streams_settles_each_stream_on_its_own() {
+    for (name, _dir, log) in logs() {
+        log.append(&customer("c1"), ExpectedRevision::NoStream, vec![registered("c1")])
+            .await
+            .unwrap();
+        let retried = interaction("c3", 1);
+        let appends = vec![
+            StreamAppend {
+                stream: customer("c1"),
+                expected: ExpectedRevision::Exact(1),
+                events: vec![interaction("c1", 1), interaction("c1", 2)],
+            },
+            // Stale: c1 is at 1, not empty. Refused alone.
+            StreamAppend {
+                stream: customer("c1"),
+                expected: ExpectedRevision::NoStream,
+                events: vec![interaction("c1", 3)],
+            },
+            // An event of another stream: invalid, refused alone.
+            StreamAppend {
+                stream: customer("c2"),
+                expected: ExpectedRevision::Any,
+                events: vec![interaction("c9", 1)],
+            },
+            StreamAppend {
+                stream: customer("c3"),
+                expected: ExpectedRevision::NoStream,
+                events: vec![registered("c3"), retried.clone()],
+            },
+            StreamAppend {
+                stream: customer("c4"),
+                expected: ExpectedRevision::Any,
+                events: vec![],
+            },
+        ];
+        let outcomes = log.append_many(appends).await.unwrap();
+        assert_eq!(outcomes.len(), 5, "{name}");
+        assert_eq!(outcomes[0].as_ref().unwrap().positions, vec![2, 3], "{name}");
+        assert!(matches!(outcomes[1], Err(AppendError::Conflict { actual: 3, .. })), "{name}");
+        assert!(matches!(outcomes[2], Err(AppendError::Invalid(_))), "{name}");
+        assert_eq!(outcomes[3].as_ref().unwrap().positions, vec![4, 5], "{name}");
+        assert!(outcomes[4].as_ref().unwrap().positions.is_empty(), "{name}");
+        assert_eq!(log.head(), 5, "{name}");
+        assert_eq!(log.stream_revision(&customer("c1")).unwrap(), 3, "{name}");
+        assert_eq!(log.stream_revision(&customer("c2")).unwrap(), 0, "{name}");
+        assert_eq!(log.read_stream(&customer("c3"), 0, 10).unwrap().len(), 2, "{name}");
+
+        // Sent again (a redelivery): the stored events come back as duplicates.
+        let again = log
+            .append_many(vec![StreamAppend {
+                stream: customer("c3"),
+                expected: ExpectedRevision::Any,
+                events: vec![retried],
+            }])
+            .await
+            .unwrap();
+        let outcome = again[0].as_ref().unwrap();
+        assert!(outcome.duplicate, "{name}");
+        assert_eq!(outcome.positions, vec![5], "{name}");
+        assert_eq!(log.head(), 5, "{name}");
     }
 }
 

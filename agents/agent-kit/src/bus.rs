@@ -4,6 +4,7 @@ use async_trait::async_trait;
 use bus_schema::subjects::Subject;
 use bus_schema::{EventEnvelope, ExpectedRevision, RecordedEvent, StreamId, ValidationError};
 use event_store::StoreError;
+pub use event_store::log::StreamAppend;
 use event_store::log::{AppendError, AppendOutcome};
 
 /// Why a bus operation failed.
@@ -96,6 +97,21 @@ pub trait Bus: Send + Sync + 'static {
         expected: ExpectedRevision,
         events: Vec<EventEnvelope>,
     ) -> Result<AppendOutcome, BusError>;
+
+    /// Appends to several streams, each with its own expected revision and
+    /// outcome (see [`EventLog::append_many`](event_store::EventLog::append_many)).
+    /// The outer error means nothing was appended.
+    async fn append_many(
+        &self,
+        appends: Vec<StreamAppend>,
+    ) -> Result<Vec<Result<AppendOutcome, BusError>>, BusError> {
+        // Streams are independent: their appends may run side by side.
+        let appends =
+            appends.into_iter().map(|StreamAppend { stream, expected, events }| async move {
+                self.append(&stream, expected, events).await
+            });
+        Ok(futures::future::join_all(appends).await)
+    }
 
     /// Every event of one stream, in order.
     async fn read_stream(&self, stream: &StreamId) -> Result<Vec<RecordedEvent>, BusError>;

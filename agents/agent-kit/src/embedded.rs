@@ -10,7 +10,7 @@ use async_trait::async_trait;
 use bus_schema::subjects::{self, Subject};
 use bus_schema::{EventEnvelope, ExpectedRevision, RecordedEvent, StreamId};
 use event_store::checkpoints::Checkpoints;
-use event_store::log::AppendOutcome;
+use event_store::log::{AppendOutcome, StreamAppend};
 use event_store::{CatchUpSubscription, EventLog};
 
 use crate::bus::{Acker, Bus, BusError, Delivery, EventSubscription};
@@ -46,6 +46,14 @@ impl Bus for EmbeddedBus {
         events: Vec<EventEnvelope>,
     ) -> Result<AppendOutcome, BusError> {
         Ok(self.log.append(stream, expected, events).await?)
+    }
+
+    async fn append_many(
+        &self,
+        appends: Vec<StreamAppend>,
+    ) -> Result<Vec<Result<AppendOutcome, BusError>>, BusError> {
+        let outcomes = self.log.append_many(appends).await?;
+        Ok(outcomes.into_iter().map(|outcome| outcome.map_err(BusError::from)).collect())
     }
 
     async fn read_stream(&self, stream: &StreamId) -> Result<Vec<RecordedEvent>, BusError> {
