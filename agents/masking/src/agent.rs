@@ -24,7 +24,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use agent_kit::bus::{Bus, BusError};
+use agent_kit::bus::{Bus, BusError, StreamAppend};
 use agent_kit::intake::{Intake, IntakeDelivery, IntakeSubscription};
 use agent_kit::shutdown::Shutdown;
 use agent_kit::vault::ProfileFields;
@@ -283,9 +283,47 @@ impl MaskingAgent {
             acknowledge(delivery).await;
         }
 
+        // Every stream in one request first (one commit for a batch that
+        // spans many customers); a stream refused there, or every stream if
+        // the request failed, goes on its own with retries.
+        let requests = groups
+            .iter()
+            .map(|(stream, items)| StreamAppend {
+                stream: stream.clone(),
+                expected: ExpectedRevision::Any,
+                events: items.iter().flat_map(|(_, events)| events.iter().cloned()).collect(),
+            })
+            .collect();
+        let outcomes = match self.bus.append_many(requests).await {
+            Ok(outcomes) => outcomes,
+            Err(error) => {
+                tracing::debug!(error = %error, "Appending the batch stream by stream");
+                Vec::new()
+            }
+        };
+        let mut outcomes = outcomes.into_iter();
+        let mut left = Vec::new();
+        for (stream, items) in groups {
+            match outcomes.next() {
+                Some(Ok(outcome)) => self.appended(items, outcome.duplicate).await,
+                Some(Err(error)) => {
+                    tracing::debug!(stream = %stream, error = %error, "Appending the stream on its own");
+                    left.push((stream, items));
+                }
+                None => left.push((stream, items)),
+            }
+        }
         let appends =
-            groups.into_iter().map(|(stream, items)| self.append_stream(stream, items, shutdown));
+            left.into_iter().map(|(stream, items)| self.append_stream(stream, items, shutdown));
         futures::future::join_all(appends).await;
+    }
+
+    /// Counts and acknowledges items whose events are durable.
+    async fn appended(&self, items: Vec<Pending>, duplicate: bool) {
+        for (delivery, events) in items {
+            self.count_append(duplicate, events.len(), events.len() > 1);
+            acknowledge(delivery).await;
+        }
     }
 
     /// Appends one stream's items in order, acknowledging each once durable.
@@ -299,10 +337,7 @@ impl MaskingAgent {
                 items.iter().flat_map(|(_, events)| events.iter().cloned()).collect();
             match self.bus.append(&stream, ExpectedRevision::Any, all).await {
                 Ok(outcome) => {
-                    for (delivery, events) in items {
-                        self.count_append(outcome.duplicate, events.len(), events.len() > 1);
-                        acknowledge(delivery).await;
-                    }
+                    self.appended(items, outcome.duplicate).await;
                     return;
                 }
                 Err(error) => {
