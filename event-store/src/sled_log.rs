@@ -538,6 +538,21 @@ impl Drop for SledEventLog {
     }
 }
 
+/// Stamps and encodes events for the writer. Encoding happens here, on the
+/// callers' threads, not in the single writer.
+fn prepare(
+    events: Vec<EventEnvelope>,
+    recorded_at: chrono::DateTime<chrono::Utc>,
+) -> Vec<Prepared> {
+    events
+        .into_iter()
+        .map(|mut event| {
+            event.recorded_at = recorded_at;
+            Prepared::new(&event)
+        })
+        .collect()
+}
+
 #[async_trait]
 impl EventLog for SledEventLog {
     async fn append(
@@ -554,15 +569,7 @@ impl EventLog for SledEventLog {
             }
             return Ok(AppendOutcome { positions: Vec::new(), duplicate: false });
         }
-        // Encoding happens here, on the callers' threads, not in the single writer.
-        let recorded_at = chrono::Utc::now();
-        let events = events
-            .into_iter()
-            .map(|mut event| {
-                event.recorded_at = recorded_at;
-                Prepared::new(&event)
-            })
-            .collect();
+        let events = prepare(events, chrono::Utc::now());
         let stream = stream.clone();
         self.submit(|reply| Request::Append { stream, expected, events, reply }).await
     }
@@ -586,14 +593,7 @@ impl EventLog for SledEventLog {
             } else if events.is_empty() {
                 outcomes.push(Some(self.append(&stream, expected, events).await));
             } else {
-                let events = events
-                    .into_iter()
-                    .map(|mut event| {
-                        event.recorded_at = recorded_at;
-                        Prepared::new(&event)
-                    })
-                    .collect();
-                submitted.push((stream, expected, events));
+                submitted.push((stream, expected, prepare(events, recorded_at)));
                 outcomes.push(None);
             }
         }
