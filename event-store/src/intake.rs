@@ -180,7 +180,7 @@ impl IntakeState {
         self.limit
     }
 
-    /// Adds an item the writer staged; readers see it once it is durable.
+    /// Adds an item the intake lane staged; readers see it once it is durable.
     /// Returns the write-ahead key and value that keep it.
     pub(crate) fn add(&self, sequence: u64, event_id: Uuid, item: Vec<u8>) -> (Vec<u8>, Vec<u8>) {
         let value = spilled_value(event_id, &item);

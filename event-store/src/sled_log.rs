@@ -187,12 +187,6 @@ enum Request {
         appends: Vec<(StreamId, ExpectedRevision, Vec<Prepared>)>,
         reply: Answer<Vec<Result<AppendOutcome, AppendError>>>,
     },
-    Enqueue {
-        event_id: Uuid,
-        deduplicate: bool,
-        item: Vec<u8>,
-        reply: Answer<IntakeReceipt>,
-    },
 }
 
 /// Stream and id of records the indexer has not written yet.
@@ -287,6 +281,26 @@ pub struct SledEventLog {
     head_watch: watch::Receiver<u64>,
     intake: Arc<IntakeState>,
     intake_watch: watch::Receiver<u64>,
+    lane: Mutex<IntakeLane>,
+}
+
+/// What [`SledEventLog::stage_intake`] did with an item.
+enum Staged {
+    /// Handed to the flusher, with its answer.
+    Sent,
+    /// A repeat of an item masked already, at this position.
+    Masked(u64),
+}
+
+/// Raw intake's own way to the group commit: an item is staged on the
+/// caller's thread and handed straight to the flusher, so a webhook's answer
+/// never queues behind the writer (the agents' appends it is busy with), and
+/// costs no hop through its thread.
+struct IntakeLane {
+    /// The last intake sequence staged.
+    last: u64,
+    /// `None` once the log is closing.
+    commits: Option<std::sync::mpsc::Sender<Commit>>,
 }
 
 impl SledEventLog {
@@ -332,12 +346,11 @@ impl SledEventLog {
         let (index_sender, index_receiver) = std::sync::mpsc::channel();
         let (checkpoints, checkpoint_receiver) = std::sync::mpsc::channel();
 
+        let lane = Mutex::new(IntakeLane { last: intake_last, commits: Some(commits.clone()) });
         let writer = Writer {
             shared: shared.clone(),
-            intake: intake.clone(),
             head,
             head_hash,
-            intake_last,
             stream_revisions: HashMap::new(),
             commits,
         };
@@ -399,6 +412,7 @@ impl SledEventLog {
             head_watch,
             intake,
             intake_watch,
+            lane,
         })
     }
 
@@ -416,7 +430,59 @@ impl SledEventLog {
         deduplicate: bool,
         item: Vec<u8>,
     ) -> Result<IntakeReceipt, AppendError> {
-        self.submit(|reply| Request::Enqueue { event_id, deduplicate, item, reply }).await
+        self.shared.check_poisoned()?;
+        let (reply, answer) = oneshot::channel();
+        let receipt = IntakeReceipt { event_id, duplicate: true };
+        match self.stage_intake(event_id, deduplicate, item, reply)? {
+            Staged::Sent => answer.await.map_err(|_| StoreError::Closed)?,
+            Staged::Masked(position) => {
+                // The masked event carries this id: answered once it is durable.
+                let mut head = self.head_watch.clone();
+                head.wait_for(|head| *head >= position).await.map_err(|_| StoreError::Closed)?;
+                Ok(receipt)
+            }
+        }
+    }
+
+    /// Stages one intake item (or the answer to a repeat) and hands it to the
+    /// flusher, under the lane's lock so that sequences reach it in order.
+    fn stage_intake(
+        &self,
+        event_id: Uuid,
+        deduplicate: bool,
+        item: Vec<u8>,
+        reply: Answer<IntakeReceipt>,
+    ) -> Result<Staged, AppendError> {
+        let mut lane = self.lane.lock().map_err(|_| StoreError::Closed)?;
+        let commits = lane.commits.clone().ok_or(StoreError::Closed)?;
+        let mut wal = WalBatch::default();
+        let duplicate = if deduplicate && self.intake.is_waiting(event_id) {
+            // It may not be durable yet: the answer goes with the group that
+            // holds it, or a later one.
+            true
+        } else if let Some(position) =
+            if deduplicate { self.shared.position_at_most(event_id, u64::MAX)? } else { None }
+        {
+            return Ok(Staged::Masked(position));
+        } else if self.intake.is_full(item.len()) {
+            return Err(AppendError::Backlog { bytes: self.intake.limit() });
+        } else {
+            lane.last += 1;
+            let (key, value) = self.intake.add(lane.last, event_id, item);
+            wal.insert(WalTree::Intake, &key, &value);
+            false
+        };
+        let commit = Commit {
+            wal,
+            head: None,
+            head_hash: None,
+            intake_last: Some(lane.last),
+            replies: vec![Reply::Enqueue(reply, Ok(IntakeReceipt { event_id, duplicate }))],
+            index: Vec::new(),
+            failure: None,
+        };
+        commits.send(commit).map_err(|_| StoreError::Closed)?;
+        Ok(Staged::Sent)
     }
 
     pub fn db(&self) -> &sled::Db {
@@ -432,6 +498,9 @@ impl SledEventLog {
     pub fn close(&self) -> Result<(), StoreError> {
         let sender = self.sender.lock().map(|mut guard| guard.take()).unwrap_or(None);
         drop(sender);
+        // The flusher stops once the writer and the intake lane let go of it.
+        let lane = self.lane.lock().map(|mut lane| lane.commits.take()).unwrap_or(None);
+        drop(lane);
         self.shared.known.stop();
         let threads =
             self.threads.lock().map(|mut guard| std::mem::take(&mut *guard)).unwrap_or_default();
@@ -791,10 +860,12 @@ type IndexEntries = Vec<(u64, StreamId, Uuid)>;
 struct Commit {
     /// The batch's changes for the write-ahead log.
     wal: WalBatch,
-    head: u64,
+    /// The log's head after this batch (`None` from the intake lane).
+    head: Option<u64>,
     /// The chain's hash at `head`, when this batch moved it.
     head_hash: Option<[u8; 32]>,
-    intake_last: u64,
+    /// The last intake sequence staged (only from the intake lane).
+    intake_last: Option<u64>,
     replies: Vec<Reply>,
     index: IndexEntries,
     /// Set when writing the batch already failed.
@@ -814,10 +885,8 @@ struct Pending {
 /// The single writer: owns the tentative head while it builds a batch.
 struct Writer {
     shared: Arc<Shared>,
-    intake: Arc<IntakeState>,
     head: u64,
     head_hash: [u8; 32],
-    intake_last: u64,
     stream_revisions: HashMap<StreamId, u64>,
     commits: std::sync::mpsc::Sender<Commit>,
 }
@@ -839,13 +908,10 @@ impl Writer {
     }
 
     /// Stages a batch and hands it to the flusher; false once the flusher is
-    /// gone. Intake items go as a commit of their own, before the batch's
-    /// records are written to sled: a webhook's answer does not wait for the
-    /// agents' appends that happened to share its batch.
+    /// gone.
     fn write_batch(&mut self, requests: Vec<Request>) -> bool {
         let start_head = self.head;
         let mut pending = Pending::default();
-        let mut intake = Pending::default();
         for request in requests {
             match request {
                 Request::Append { stream, expected, events, reply } => {
@@ -865,29 +931,6 @@ impl Writer {
                         .collect();
                     pending.replies.push(Reply::AppendMany(reply, Ok(results)));
                 }
-                Request::Enqueue { event_id, deduplicate, item, reply } => {
-                    let result = self.stage_enqueue(&mut intake, event_id, deduplicate, item);
-                    // A repeat may be a repeat of a record staged in this very
-                    // batch: its answer waits until that record is durable.
-                    let repeat = matches!(&result, Ok(receipt) if receipt.duplicate);
-                    let replies =
-                        if repeat && self.head != start_head { &mut pending } else { &mut intake };
-                    replies.replies.push(Reply::Enqueue(reply, result));
-                }
-            }
-        }
-        if !intake.replies.is_empty() {
-            let commit = Commit {
-                wal: intake.wal,
-                head: start_head,
-                head_hash: None,
-                intake_last: self.intake_last,
-                replies: intake.replies,
-                index: Vec::new(),
-                failure: None,
-            };
-            if self.commits.send(commit).is_err() {
-                return false;
             }
         }
         if pending.replies.is_empty() {
@@ -909,8 +952,8 @@ impl Writer {
         let commit = Commit {
             wal: pending.wal,
             head_hash: (self.head != start_head).then_some(self.head_hash),
-            head: self.head,
-            intake_last: self.intake_last,
+            head: Some(self.head),
+            intake_last: None,
             replies: pending.replies,
             index: pending.index,
             failure,
@@ -995,27 +1038,6 @@ impl Writer {
         Ok(outcomes)
     }
 
-    fn stage_enqueue(
-        &mut self,
-        pending: &mut Pending,
-        event_id: Uuid,
-        deduplicate: bool,
-        item: Vec<u8>,
-    ) -> Result<IntakeReceipt, AppendError> {
-        if deduplicate
-            && (self.intake.is_waiting(event_id) || self.known_position(event_id)?.is_some())
-        {
-            return Ok(IntakeReceipt { event_id, duplicate: true });
-        }
-        if self.intake.is_full(item.len()) {
-            return Err(AppendError::Backlog { bytes: self.intake.limit() });
-        }
-        self.intake_last += 1;
-        let (key, value) = self.intake.add(self.intake_last, event_id, item);
-        pending.wal.insert(WalTree::Intake, &key, &value);
-        Ok(IntakeReceipt { event_id, duplicate: false })
-    }
-
     fn stage_record(&mut self, pending: &mut Pending, position: u64, event: Prepared) {
         let record = StoredRecord::seal(position, self.head_hash, event.bytes);
         let hash = record.hash;
@@ -1085,14 +1107,17 @@ impl Flusher {
                 }
                 continue;
             }
-            let Some(last) = group.last() else { continue };
-            let (head, intake_last) = (last.head, last.intake_last);
-            self.shared.durable_head.store(head, Ordering::Release);
-            self.head_sender.send_replace(head);
-            if let Some(hash) = group.iter().rev().find_map(|commit| commit.head_hash) {
-                self.mark.record(head, hash);
+            // The writer's commits come in order, and so do the intake lane's.
+            if let Some(head) = group.iter().rev().find_map(|commit| commit.head) {
+                self.shared.durable_head.store(head, Ordering::Release);
+                self.head_sender.send_replace(head);
+                if let Some(hash) = group.iter().rev().find_map(|commit| commit.head_hash) {
+                    self.mark.record(head, hash);
+                }
             }
-            self.intake_sender.send_replace(intake_last);
+            if let Some(intake_last) = group.iter().rev().find_map(|commit| commit.intake_last) {
+                self.intake_sender.send_replace(intake_last);
+            }
             for commit in group {
                 for reply in commit.replies {
                     reply.send();
