@@ -80,10 +80,11 @@ pub(crate) fn spawn(
     bus: Arc<dyn Bus>,
     intake: Arc<dyn Intake>,
     vault: Arc<MaskingVault>,
+    burst_yield: Option<masking::BurstYield>,
     shutdown: Shutdown,
 ) -> anyhow::Result<tokio::task::JoinHandle<Result<(), BusError>>> {
     let detector = Arc::new(load_detector(None)?);
-    let agent = MaskingAgent::new(bus, vault, detector);
+    let agent = MaskingAgent::new(bus, vault, detector).with_burst_yield(burst_yield);
     Ok(runtime.spawn(agent.run(intake, shutdown)))
 }
 

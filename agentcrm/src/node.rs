@@ -29,6 +29,25 @@ pub(crate) struct UpArgs {
     #[arg(long, default_value_t = 262_144, env = "AGENTCRM_INTAKE_LIMIT_KIB",
           value_parser = clap::value_parser!(u32).range(1..=67_108_864))]
     intake_limit_kib: u32,
+    /// Webhooks per second above which the masking agent leaves the cores to
+    /// the gateway: accepted webhooks wait, durable, and are masked once the
+    /// burst ends (0: never wait).
+    #[arg(long, default_value_t = 2_000, env = "AGENTCRM_YIELD_ABOVE")]
+    yield_above: u64,
+    /// The longest, in seconds, the masking agent waits out one burst; it
+    /// then masks until it has caught up before it waits again.
+    #[arg(long, default_value_t = 30, env = "AGENTCRM_YIELD_MAX_WAIT",
+          value_parser = clap::value_parser!(u64).range(1..=3_600))]
+    yield_max_wait: u64,
+}
+
+impl UpArgs {
+    fn burst_yield(&self) -> Option<masking::BurstYield> {
+        (self.yield_above > 0).then(|| masking::BurstYield {
+            above_per_second: self.yield_above,
+            max_wait: std::time::Duration::from_secs(self.yield_max_wait),
+        })
+    }
 }
 
 #[derive(Args)]
@@ -98,6 +117,7 @@ pub(crate) fn up(args: UpArgs) -> anyhow::Result<ExitCode> {
             bus.clone(),
             intake.clone(),
             vault.clone(),
+            args.burst_yield(),
             shutdown.clone(),
         )?;
         let state = gateway::AppState::new(

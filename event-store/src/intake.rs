@@ -270,6 +270,18 @@ impl Waiting {
     }
 }
 
+/// How busy the queue is: what a consumer sharing the machine with the
+/// gateway reads to yield to a burst of webhooks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct IntakeLoad {
+    /// The last sequence made durable: it grows by one per accepted item.
+    pub accepted: u64,
+    /// Bytes of items waiting for the masking agent.
+    pub waiting_bytes: usize,
+    /// Past this many waiting bytes, the queue refuses new items.
+    pub limit_bytes: usize,
+}
+
 /// Reader side of the queue.
 #[derive(Clone)]
 pub struct IntakeQueue {
@@ -300,6 +312,14 @@ impl IntakeQueue {
     /// Forgets an item once its masked event is durable.
     pub fn remove(&self, sequence: u64) -> Result<(), StoreError> {
         self.state.remove(sequence)
+    }
+
+    pub fn load(&self) -> IntakeLoad {
+        IntakeLoad {
+            accepted: *self.last.borrow(),
+            waiting_bytes: self.state.waiting().bytes,
+            limit_bytes: self.state.limit,
+        }
     }
 
     /// How many items wait.

@@ -15,6 +15,7 @@ use async_nats::jetstream::{self, consumer, stream};
 use async_trait::async_trait;
 use bus_schema::{RawIntake, subjects};
 use event_store::SledEventLog;
+pub use event_store::intake::IntakeLoad;
 use event_store::intake::{IntakeQueue, IntakeReceipt};
 use futures::StreamExt;
 use uuid::Uuid;
@@ -73,6 +74,12 @@ pub trait Intake: Send + Sync + 'static {
     fn remembers_deliveries(&self) -> bool {
         false
     }
+
+    /// How busy the intake is, where it shares the machine with the gateway
+    /// and can tell cheaply (the embedded queue); `None` elsewhere.
+    fn load(&self) -> Option<IntakeLoad> {
+        None
+    }
 }
 
 /// The embedded intake: the sled queue.
@@ -94,6 +101,10 @@ impl Intake for EmbeddedIntake {
         // the same one.
         let deduplicate = intake.delivery_id.is_some();
         Ok(self.log.enqueue_intake(intake.event_id, deduplicate, intake.encode()).await?)
+    }
+
+    fn load(&self) -> Option<IntakeLoad> {
+        Some(self.log.intake().load())
     }
 
     /// A delivery's derived event id is recognised forever: while its item

@@ -19,13 +19,13 @@
 //! reaches a log line: messages about an item carry ids, field names and
 //! masked text only.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use agent_kit::bus::{Bus, BusError, StreamAppend};
-use agent_kit::intake::{Intake, IntakeDelivery, IntakeSubscription};
+use agent_kit::intake::{Intake, IntakeDelivery, IntakeLoad, IntakeSubscription};
 use agent_kit::shutdown::Shutdown;
 use agent_kit::vault::ProfileFields;
 use bus_schema::webhook::{CustomerRef, parse_webhook};
@@ -49,6 +49,51 @@ pub const DEFAULT_BATCH: usize = 256;
 const FIRST_BACKOFF: Duration = Duration::from_millis(50);
 const MAX_BACKOFF: Duration = Duration::from_secs(5);
 
+/// The arrival rate is taken over the samples of this last stretch…
+const RATE_WINDOW: Duration = Duration::from_secs(1);
+/// …once they span at least this much.
+const RATE_MIN_SPAN: Duration = Duration::from_millis(200);
+/// How often the intake's load is sampled while the agent waits.
+const LOAD_POLL: Duration = Duration::from_millis(50);
+
+/// How the agent leaves the machine to the gateway during a burst of
+/// webhooks, where the intake shares the machine ([`Intake::load`]; the
+/// embedded node). While webhooks arrive faster than `above_per_second`, the
+/// agent masks nothing: every accepted webhook waits, durable, in the intake.
+/// It masks again once the rate falls, once it has waited `max_wait` (it
+/// then masks until it has caught up before it waits again), or once the
+/// waiting webhooks fill half the intake's limit. Masking competes with
+/// ingest for the same cores; deferred, it runs after the burst.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BurstYield {
+    pub above_per_second: u64,
+    pub max_wait: Duration,
+}
+
+/// Samples of the intake's load, and whether the agent owes a catch-up.
+#[derive(Default)]
+struct BurstWatch {
+    /// (when, accepted) over the last [`RATE_WINDOW`].
+    samples: VecDeque<(Instant, u64)>,
+    /// Set when a wait ran out; cleared by a batch that came back short.
+    catching_up: bool,
+}
+
+impl BurstWatch {
+    /// Records a sample; returns the arrival rate per second once the samples
+    /// span [`RATE_MIN_SPAN`].
+    fn rate(&mut self, now: Instant, accepted: u64) -> Option<f64> {
+        while self.samples.front().is_some_and(|(when, _)| now.duration_since(*when) > RATE_WINDOW)
+        {
+            self.samples.pop_front();
+        }
+        self.samples.push_back((now, accepted));
+        let (since, from) = *self.samples.front()?;
+        let span = now.duration_since(since);
+        (span >= RATE_MIN_SPAN).then(|| accepted.saturating_sub(from) as f64 / span.as_secs_f64())
+    }
+}
+
 /// Counters of one agent, read with [`Metrics::snapshot`].
 #[derive(Debug, Default)]
 pub struct Metrics {
@@ -59,6 +104,7 @@ pub struct Metrics {
     entities_masked: AtomicU64,
     customers_registered: AtomicU64,
     retries: AtomicU64,
+    burst_waits: AtomicU64,
 }
 
 /// The counters at one moment.
@@ -78,6 +124,8 @@ pub struct MetricsSnapshot {
     pub customers_registered_total: u64,
     /// Transient failures retried.
     pub retries_total: u64,
+    /// Times the agent waited out a burst of webhooks ([`BurstYield`]).
+    pub burst_waits_total: u64,
 }
 
 impl Metrics {
@@ -91,6 +139,7 @@ impl Metrics {
             entities_masked_total: read(&self.entities_masked),
             customers_registered_total: read(&self.customers_registered),
             retries_total: read(&self.retries),
+            burst_waits_total: read(&self.burst_waits),
         }
     }
 
@@ -119,11 +168,25 @@ pub struct MaskingAgent {
     detector: Arc<Detector>,
     metrics: Arc<Metrics>,
     batch: usize,
+    burst_yield: Option<BurstYield>,
 }
 
 impl MaskingAgent {
     pub fn new(bus: Arc<dyn Bus>, vault: Arc<MaskingVault>, detector: Arc<Detector>) -> Self {
-        Self { bus, vault, detector, metrics: Arc::default(), batch: DEFAULT_BATCH }
+        Self {
+            bus,
+            vault,
+            detector,
+            metrics: Arc::default(),
+            batch: DEFAULT_BATCH,
+            burst_yield: None,
+        }
+    }
+
+    /// Yields to bursts of webhooks (see [`BurstYield`]); off by default.
+    pub fn with_burst_yield(mut self, burst_yield: Option<BurstYield>) -> Self {
+        self.burst_yield = burst_yield;
+        self
     }
 
     /// Items per batch (at least 1).
@@ -142,6 +205,7 @@ impl MaskingAgent {
     pub async fn run(self, intake: Arc<dyn Intake>, shutdown: Shutdown) -> Result<(), BusError> {
         tracing::info!(batch = self.batch, "Masking agent started");
         let mut backoff = FIRST_BACKOFF;
+        let mut burst = BurstWatch::default();
         'subscribe: while !shutdown.is_triggered() {
             let mut subscription = match intake.subscribe().await {
                 Ok(subscription) => subscription,
@@ -157,6 +221,9 @@ impl MaskingAgent {
                 let first = tokio::select! {
                     () = shutdown.wait() => break 'subscribe,
                     next = subscription.next() => next,
+                    // While idle, the load is still sampled, so that a burst
+                    // is known as one from its first item.
+                    () = self.sample_load(intake.as_ref(), &mut burst) => continue,
                 };
                 let first = match first {
                     Ok(Some(delivery)) => delivery,
@@ -173,7 +240,13 @@ impl MaskingAgent {
                     }
                 };
                 backoff = FIRST_BACKOFF;
+                if !self.wait_out_burst(intake.as_ref(), &mut burst, &shutdown).await {
+                    break 'subscribe;
+                }
                 let batch = self.fill_batch(first, subscription.as_mut());
+                if batch.len() < self.batch {
+                    burst.catching_up = false;
+                }
                 self.process_batch(batch, &shutdown).await;
             }
         }
@@ -209,6 +282,60 @@ impl MaskingAgent {
             }
         }
         batch
+    }
+
+    /// Takes a sample of the intake's load every [`LOAD_POLL`]; never returns
+    /// where there is nothing to watch.
+    async fn sample_load(&self, intake: &dyn Intake, burst: &mut BurstWatch) {
+        if self.burst_yield.is_none() || intake.load().is_none() {
+            return std::future::pending().await;
+        }
+        tokio::time::sleep(LOAD_POLL).await;
+        if let Some(load) = intake.load() {
+            burst.rate(Instant::now(), load.accepted);
+        }
+    }
+
+    /// Returns once the agent may mask (see [`BurstYield`]); false once
+    /// shutdown fired.
+    async fn wait_out_burst(
+        &self,
+        intake: &dyn Intake,
+        burst: &mut BurstWatch,
+        shutdown: &Shutdown,
+    ) -> bool {
+        let Some(policy) = self.burst_yield else { return true };
+        if burst.catching_up {
+            return true;
+        }
+        let started = Instant::now();
+        let mut waited = false;
+        while let Some(IntakeLoad { accepted, waiting_bytes, limit_bytes }) = intake.load() {
+            let now = Instant::now();
+            let rate = burst.rate(now, accepted);
+            if !rate.is_some_and(|rate| rate > policy.above_per_second as f64) {
+                break;
+            }
+            if now.duration_since(started) >= policy.max_wait || waiting_bytes >= limit_bytes / 2 {
+                tracing::info!(
+                    waited_ms = now.duration_since(started).as_millis() as u64,
+                    waiting_bytes,
+                    "A burst of webhooks goes on; masking until caught up"
+                );
+                burst.catching_up = true;
+                break;
+            }
+            if !waited {
+                waited = true;
+                Metrics::add(&self.metrics.burst_waits, 1);
+                tracing::debug!(rate = rate.unwrap_or_default(), "Waiting out a burst of webhooks");
+            }
+            tokio::select! {
+                () = shutdown.wait() => return false,
+                () = tokio::time::sleep(LOAD_POLL) => {}
+            }
+        }
+        true
     }
 
     /// Sleeps for the backoff (doubling it) unless shutdown fires first;
@@ -573,5 +700,24 @@ async fn acknowledge(delivery: IntakeDelivery) {
     if let Err(error) = delivery.ack().await {
         // The event is durable; a redelivery is answered `duplicate`.
         tracing::warn!(event_id = %event_id, error = %error, "Failed to acknowledge an intake item");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_arrival_rate_needs_a_span_and_forgets_old_samples() {
+        let mut burst = BurstWatch::default();
+        let start = Instant::now();
+        let at = |millis| start + Duration::from_millis(millis);
+        assert_eq!(burst.rate(at(0), 0), None);
+        assert_eq!(burst.rate(at(100), 500), None, "a span under 200 ms tells nothing");
+        assert_eq!(burst.rate(at(250), 2_500), Some(10_000.0));
+        // A second later the samples before 250 ms are gone: 100 in 1 s.
+        assert_eq!(burst.rate(at(1_250), 2_600), Some(100.0));
+        // After a pause longer than the window, only the new sample is left.
+        assert_eq!(burst.rate(at(5_000), 9_000), None);
     }
 }

@@ -39,7 +39,7 @@ pub mod token;
 pub mod vault;
 pub mod vault_service;
 
-pub use agent::{MaskingAgent, Metrics, MetricsSnapshot};
+pub use agent::{BurstYield, MaskingAgent, Metrics, MetricsSnapshot};
 pub use config::{CustomPattern, DetectorConfig};
 pub use detect::{Detector, DetectorError};
 pub use entity::{Entity, EntityType};

@@ -350,3 +350,112 @@ proptest! {
         })?;
     }
 }
+
+/// The embedded intake, with arrivals added to its load as if a burst of
+/// webhooks came in, and its waiting bytes reported at the limit on demand.
+struct BurstIntake {
+    inner: Arc<EmbeddedIntake>,
+    arrivals: Arc<std::sync::atomic::AtomicU64>,
+    full: bool,
+}
+
+#[async_trait::async_trait]
+impl Intake for BurstIntake {
+    async fn accept(
+        &self,
+        intake: RawIntake,
+    ) -> Result<event_store::intake::IntakeReceipt, agent_kit::BusError> {
+        self.inner.accept(intake).await
+    }
+
+    async fn subscribe(
+        &self,
+    ) -> Result<Box<dyn agent_kit::intake::IntakeSubscription>, agent_kit::BusError> {
+        self.inner.subscribe().await
+    }
+
+    fn load(&self) -> Option<agent_kit::intake::IntakeLoad> {
+        let mut load = self.inner.load()?;
+        load.accepted += self.arrivals.load(std::sync::atomic::Ordering::Relaxed);
+        if self.full {
+            load.waiting_bytes = load.limit_bytes;
+        }
+        Some(load)
+    }
+}
+
+/// Runs the agent over a [`BurstIntake`] while a simulated burst of about
+/// 10,000 webhooks per second goes on, sends `count` real items into it, and
+/// returns the node, the burst's switch and the agent's metrics.
+async fn under_burst(
+    policy: masking::BurstYield,
+    full: bool,
+    count: usize,
+) -> (Node, Arc<std::sync::atomic::AtomicBool>, Arc<masking::Metrics>) {
+    use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+    let mut node = Node::open();
+    let agent = node.agent.take().unwrap().with_burst_yield(Some(policy));
+    let metrics = agent.metrics();
+    let arrivals = Arc::new(AtomicU64::new(0));
+    let bursting = Arc::new(AtomicBool::new(true));
+    let (bump, on) = (arrivals.clone(), bursting.clone());
+    tokio::spawn(async move {
+        while on.load(Ordering::Relaxed) {
+            bump.fetch_add(100, Ordering::Relaxed);
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    });
+    let intake = Arc::new(BurstIntake { inner: node.intake.clone(), arrivals, full });
+    node.task = Some(tokio::spawn(agent.run(intake, node.shutdown.clone())));
+    // The idle agent samples the load: the burst is known before items come.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    for index in 0..count {
+        node.send(Uuid::now_v7(), "interaction", interaction(&format!("b{index}"), "hello")).await;
+    }
+    (node, bursting, metrics)
+}
+
+async fn appended(metrics: &masking::Metrics, count: u64) -> bool {
+    for _ in 0..1000 {
+        if metrics.snapshot().events_appended_total >= count {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    false
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_burst_of_webhooks_is_masked_once_it_ends() {
+    let policy = masking::BurstYield { above_per_second: 1_000, max_wait: Duration::from_secs(60) };
+    let (node, bursting, metrics) = under_burst(policy, false, 30).await;
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    let during = metrics.snapshot();
+    assert_eq!(during.events_appended_total, 0, "masked during the burst: {during:?}");
+    assert_eq!(during.burst_waits_total, 1);
+    assert_eq!(node.store.log.intake().len(), 30, "every accepted item waits");
+    bursting.store(false, std::sync::atomic::Ordering::Relaxed);
+    assert!(appended(&metrics, 30).await, "not masked after the burst: {:?}", metrics.snapshot());
+    node.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_burst_longer_than_the_wait_is_masked_while_it_goes_on() {
+    let policy =
+        masking::BurstYield { above_per_second: 1_000, max_wait: Duration::from_millis(300) };
+    let (node, bursting, metrics) = under_burst(policy, false, 30).await;
+    assert!(appended(&metrics, 30).await, "the wait was not bounded: {:?}", metrics.snapshot());
+    assert!(metrics.snapshot().burst_waits_total >= 1);
+    bursting.store(false, std::sync::atomic::Ordering::Relaxed);
+    node.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_intake_filling_up_is_masked_during_a_burst() {
+    let policy = masking::BurstYield { above_per_second: 1_000, max_wait: Duration::from_secs(60) };
+    let (node, bursting, metrics) = under_burst(policy, true, 30).await;
+    assert!(appended(&metrics, 30).await, "waited with a full intake: {:?}", metrics.snapshot());
+    assert_eq!(metrics.snapshot().burst_waits_total, 0);
+    bursting.store(false, std::sync::atomic::Ordering::Relaxed);
+    node.stop().await;
+}
