@@ -432,14 +432,13 @@ impl SledEventLog {
     ) -> Result<IntakeReceipt, AppendError> {
         self.shared.check_poisoned()?;
         let (reply, answer) = oneshot::channel();
-        let receipt = IntakeReceipt { event_id, duplicate: true };
         match self.stage_intake(event_id, deduplicate, item, reply)? {
             Staged::Sent => answer.await.map_err(|_| StoreError::Closed)?,
             Staged::Masked(position) => {
                 // The masked event carries this id: answered once it is durable.
                 let mut head = self.head_watch.clone();
                 head.wait_for(|head| *head >= position).await.map_err(|_| StoreError::Closed)?;
-                Ok(receipt)
+                Ok(IntakeReceipt { event_id, duplicate: true })
             }
         }
     }
@@ -453,25 +452,27 @@ impl SledEventLog {
         item: Vec<u8>,
         reply: Answer<IntakeReceipt>,
     ) -> Result<Staged, AppendError> {
-        let mut lane = self.lane.lock().map_err(|_| StoreError::Closed)?;
-        let commits = lane.commits.clone().ok_or(StoreError::Closed)?;
-        let mut wal = WalBatch::default();
-        let duplicate = if deduplicate && self.intake.is_waiting(event_id) {
-            // It may not be durable yet: the answer goes with the group that
-            // holds it, or a later one.
-            true
-        } else if let Some(position) =
-            if deduplicate { self.shared.position_at_most(event_id, u64::MAX)? } else { None }
+        let mut guard = self.lane.lock().map_err(|_| StoreError::Closed)?;
+        let lane = &mut *guard;
+        let commits = lane.commits.as_ref().ok_or(StoreError::Closed)?;
+        // A repeat of an item that waits may not be durable yet: its answer
+        // goes with the group that holds the item, or a later one.
+        let duplicate = deduplicate && self.intake.is_waiting(event_id);
+        if deduplicate
+            && !duplicate
+            && let Some(position) = self.shared.position_at_most(event_id, u64::MAX)?
         {
             return Ok(Staged::Masked(position));
-        } else if self.intake.is_full(item.len()) {
-            return Err(AppendError::Backlog { bytes: self.intake.limit() });
-        } else {
+        }
+        let mut wal = WalBatch::default();
+        if !duplicate {
+            if self.intake.is_full(item.len()) {
+                return Err(AppendError::Backlog { bytes: self.intake.limit() });
+            }
             lane.last += 1;
             let (key, value) = self.intake.add(lane.last, event_id, item);
             wal.insert(WalTree::Intake, &key, &value);
-            false
-        };
+        }
         let commit = Commit {
             wal,
             head: None,
