@@ -42,8 +42,12 @@ for port in "$gw_port" "$py_port" "$pure_port"; do
 done
 
 # Unique, freshly signed deliveries (the signature window is 5 minutes), one
-# file per wrk thread.
+# file per wrk thread. Each file is written out to disk (`sync`) before the
+# run that reads it: otherwise the kernel writes it back about 30 s later,
+# during a measured run, and the node's `fdatasync`s queue behind hundreds of
+# megabytes of wrk's input on the same disk.
 python3 "$here/sign_requests.py" "$secret" "$count" "$work/requests" 2 peak
+sync
 echo "== seed FastAPI handler (uvicorn with uvloop and httptools, 1 worker), $connections connections, $duration"
 REQUESTS="$work/requests" wrk -t2 -c"$connections" -d"$duration" --latency -s "$here/signed.lua" "http://127.0.0.1:$py_port" | tee "$work/seed.txt"
 echo "== seed FastAPI handler (uvicorn on asyncio and h11, 1 worker), $connections connections, $duration"
@@ -104,6 +108,7 @@ above=0
 for attempt in 1 2 3 4 5 6; do
     echo "   paced run $attempt: backlog masked and folded in $(drain "$accepted") ms"
     python3 "$here/sign_requests.py" "$secret" "$paced_count" "$work/paced$attempt" 2 "paced$attempt"
+    sync
     RATE="$rate" CONNECTIONS="$connections" REQUESTS="$work/paced$attempt" \
         wrk -t2 -c"$connections" -d"$duration" --latency -s "$here/signed.lua" "http://127.0.0.1:$gw_port" >"$work/paced$attempt.txt"
     held="$(awk '/Requests\/sec/ {printf "%d", $2}' "$work/paced$attempt.txt")"
