@@ -6,7 +6,9 @@
 //! before the next checkpoint costs no other write. When a checkpoint retires
 //! the write-ahead segments, the items still waiting are first copied
 //! ("spilled") to a spill file, `intake/<first>-<last>.spill`: one sequential
-//! write and one `fdatasync` for all of them. A spill file is deleted once
+//! file and one `fdatasync` for all of them, written in slices of 256 KiB,
+//! each written out before the next and spread over up to half a second, so
+//! that the group commits' cache flushes never wait behind the whole spill. A spill file is deleted once
 //! every item in it is acknowledged. On open, the write-ahead log is replayed
 //! and the spill files are read back; an item whose event id is in the log
 //! already was masked before the stop and is dropped.
@@ -31,7 +33,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::fs::File;
-use std::io::{self, BufWriter, Read, Write};
+use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
@@ -365,25 +367,76 @@ fn sequence_from(bytes: &[u8]) -> Result<u64, StoreError> {
 }
 
 /// Writes `items` to `path` (through a `.tmp` file, synced, then renamed, the
-/// directory synced after).
+/// directory synced after), in slices spread over up to [`SPILL_SPREAD`].
 fn write_spill_file(dir: &Path, path: &Path, items: &[(u64, Uuid, Arc<[u8]>)]) -> io::Result<()> {
     std::fs::create_dir_all(dir)?;
     let temporary = path.with_extension("tmp");
-    let file = File::create(&temporary)?;
-    let mut writer = BufWriter::with_capacity(1 << 20, &file);
+    let mut file = File::create(&temporary)?;
+    let total: usize = items.iter().map(|(_, _, item)| SPILL_HEADER + item.len()).sum();
+    let slices = u32::try_from(total.div_ceil(SPILL_SLICE)).unwrap_or(u32::MAX).max(1);
+    let pause = (SPILL_SPREAD / slices).min(SPILL_MAX_PAUSE);
+    let mut slice = Vec::with_capacity(SPILL_SLICE + SPILL_HEADER);
+    let mut offset = 0;
     for (sequence, event_id, item) in items {
         let length = u32::try_from(item.len()).map_err(io::Error::other)?;
-        writer.write_all(&sequence.to_le_bytes())?;
-        writer.write_all(event_id.as_bytes())?;
-        writer.write_all(&length.to_le_bytes())?;
-        writer.write_all(&spill_crc(*sequence, *event_id, item).to_le_bytes())?;
-        writer.write_all(item)?;
+        slice.extend_from_slice(&sequence.to_le_bytes());
+        slice.extend_from_slice(event_id.as_bytes());
+        slice.extend_from_slice(&length.to_le_bytes());
+        slice.extend_from_slice(&spill_crc(*sequence, *event_id, item).to_le_bytes());
+        slice.extend_from_slice(item);
+        if slice.len() >= SPILL_SLICE {
+            write_slice(&mut file, &slice, offset)?;
+            offset += slice.len() as u64;
+            slice.clear();
+            std::thread::sleep(pause);
+        }
     }
-    writer.flush()?;
-    drop(writer);
+    write_slice(&mut file, &slice, offset)?;
     file.sync_data()?;
     std::fs::rename(&temporary, path)?;
     File::open(dir)?.sync_all()
+}
+
+/// A spill record's bytes before its item.
+const SPILL_HEADER: usize = 8 + 16 + 4 + 4;
+/// A spill goes to disk in slices of this size, each written out before the
+/// next: a group commit's cache flush waits for every write queued before it,
+/// so one large write would hold up the webhooks of the groups behind it.
+const SPILL_SLICE: usize = 256 << 10;
+/// Over about how long the slices of one spill are spread.
+const SPILL_SPREAD: std::time::Duration = std::time::Duration::from_millis(500);
+/// The longest pause between two slices.
+const SPILL_MAX_PAUSE: std::time::Duration = std::time::Duration::from_millis(10);
+
+/// Appends `bytes`, which start at `offset` in the file, and waits until the
+/// kernel has written them out (not a sync: the caller syncs the whole file
+/// at the end).
+fn write_slice(file: &mut File, bytes: &[u8], offset: u64) -> io::Result<()> {
+    if bytes.is_empty() {
+        return Ok(());
+    }
+    file.write_all(bytes)?;
+    write_out(file, offset, bytes.len())
+}
+
+#[cfg(target_os = "linux")]
+fn write_out(file: &File, offset: u64, length: usize) -> io::Result<()> {
+    use std::os::fd::AsRawFd;
+    let offset = libc::off64_t::try_from(offset).map_err(io::Error::other)?;
+    let length = libc::off64_t::try_from(length).map_err(io::Error::other)?;
+    let flags = libc::SYNC_FILE_RANGE_WAIT_BEFORE
+        | libc::SYNC_FILE_RANGE_WRITE
+        | libc::SYNC_FILE_RANGE_WAIT_AFTER;
+    #[allow(unsafe_code)]
+    // SAFETY: a system call on a descriptor the `File` keeps open; it reads
+    // and writes no memory of ours.
+    let result = unsafe { libc::sync_file_range(file.as_raw_fd(), offset, length, flags) };
+    if result == 0 { Ok(()) } else { Err(io::Error::last_os_error()) }
+}
+
+#[cfg(not(target_os = "linux"))]
+fn write_out(_file: &File, _offset: u64, _length: usize) -> io::Result<()> {
+    Ok(())
 }
 
 fn spill_crc(sequence: u64, event_id: Uuid, item: &[u8]) -> u32 {
