@@ -8,8 +8,8 @@
 //! ("spilled") to a spill file, `intake/<first>-<last>.spill`: one sequential
 //! file and one `fdatasync` for all of them, written in slices of 256 KiB,
 //! each written out before the next and spread over up to half a second, so
-//! that the group commits' cache flushes never wait behind the whole spill. A spill file is deleted once
-//! every item in it is acknowledged. On open, the write-ahead log is replayed
+//! that the group commits' cache flushes never wait behind the whole spill.
+//! A spill file is deleted once every item in it is acknowledged. On open, the write-ahead log is replayed
 //! and the spill files are read back; an item whose event id is in the log
 //! already was masked before the stop and is dropped.
 //!
