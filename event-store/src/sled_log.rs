@@ -71,11 +71,13 @@ const CHECKPOINT_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
 const FILL_ON_OPEN: u64 = 100_000;
 /// The most requests one writer batch takes.
 const MAX_BATCH: usize = 2048;
-/// [`SledOptions::group_commit_interval`] by default. On the virtual disks
-/// measured (docs/BENCHMARKS.md), a cache flush waits for every write before
-/// it, sled's included, and fewer, larger group commits at half the gateway's
-/// peak lowered the webhooks' p99.
-const DEFAULT_GROUP_COMMIT_INTERVAL: std::time::Duration = std::time::Duration::from_micros(500);
+/// [`SledOptions::group_commit_interval`] by default. Each caller waits for
+/// its group's gathering and sync, so a client that keeps a fixed number of
+/// requests open gets through no more than that number per wait: with 64
+/// webhook connections and 500 µs, a quarter of the cores stayed idle at the
+/// gateway's peak, and 150 µs raised that peak by about a quarter, while the
+/// p99 at half the peak went from 2.5–2.7 to 2.9–3.2 ms (docs/BENCHMARKS.md).
+const DEFAULT_GROUP_COMMIT_INTERVAL: std::time::Duration = std::time::Duration::from_micros(150);
 /// How long the flusher waits for one more commit while it gathers a group.
 const QUIET: std::time::Duration = std::time::Duration::from_micros(150);
 
@@ -102,7 +104,7 @@ pub struct SledOptions {
     /// one), the flusher waits up to this long for more before it syncs a
     /// group, as long as they keep coming: fewer, larger `fdatasync`s. A lone
     /// writer, or writers that all wait for the group, are not held back.
-    /// 500 µs by default; zero syncs what has arrived at once.
+    /// 150 µs by default; zero syncs what has arrived at once.
     pub group_commit_interval: std::time::Duration,
 }
 
