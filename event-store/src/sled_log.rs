@@ -75,7 +75,7 @@ const MAX_BATCH: usize = 2048;
 /// its group's gathering and sync, so a client that keeps a fixed number of
 /// requests open gets through no more than that number per wait: with 64
 /// webhook connections and 500 µs, a quarter of the cores stayed idle at the
-/// gateway's peak, and 150 µs raised that peak by about a quarter, while the
+/// gateway's peak, and 150 µs raised that peak by about a fifth, while the
 /// p99 at half the peak went from 2.5–2.7 to 2.9–3.2 ms (docs/BENCHMARKS.md).
 const DEFAULT_GROUP_COMMIT_INTERVAL: std::time::Duration = std::time::Duration::from_micros(150);
 /// How long the flusher waits for one more commit while it gathers a group.
